@@ -1,0 +1,210 @@
+"""
+### Trackier offer sync
+
+Pulls every advertiser and campaign from Trackier's v2 API and merges them into the `brands` and
+`offers` tables of the `offers_db` PostgreSQL, nightly and on demand.
+
+**Flow.** `start_sync` creates the tables if needed and opens the run's `sync_runs` row;
+`plan_advertisers`/`plan_campaigns` probe the API and split the sweep into coarse shards (page
+ranges when the API reports totals, one cursor stream per entity otherwise). `extract_advertisers` and `extract_campaigns` are mapped over
+those shards and run in parallel: each streams its pages, validates every record (pydantic) and
+COPYs it into the run's own staging tables, rejects included with their reasons.
+`check_sweep` resolves duplicates and orphans and trips the error-rate circuit breaker;
+`merge_catalogue` merges brands and offers in one transaction with an audit trail;
+`publish_result` closes the run and emits the `offers` Asset event carrying `sync_result`.
+
+**Connections** (set with `AIRFLOW_CONN_TRACKIER_API` / `AIRFLOW_CONN_OFFERS_DB`):
+`trackier_api` (HTTP: host = base URL, password = network API key, extra = `page_size`,
+`pagination`, `requests_per_second` ...) and `offers_db` (Postgres).
+
+**Params** (the Trigger form): dry run, page size, pagination style, max error rate, shard size,
+whether a complete sweep deactivates offers that are gone. See the README for details.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Asset, Param, dag, get_current_context, task
+from airflow.sdk.definitions.retry_policy import ExceptionRetryPolicy, RetryAction, RetryRule
+
+DAG_ID = "trackier_offer_sync"
+OFFERS_ASSET = Asset(name="offers", uri="trackier-offer-sync://offers")
+#: The Airflow pool that caps concurrent API tasks (create it: `airflow pools set trackier_api 4 ...`).
+API_POOL = os.environ.get("OFFER_SYNC_API_POOL", "default_pool")
+MAX_ERROR_RATE = float(os.environ.get("OFFER_SYNC_MAX_ERROR_RATE", "0.05"))
+
+# A bad key, a blocked IP or a tripped circuit breaker will not be fixed by trying again.
+NO_RETRY_ON_FATAL = ExceptionRetryPolicy(
+    rules=[
+        RetryRule(
+            exception="include.offer_sync.errors.FatalSyncError",
+            action=RetryAction.FAIL,
+            reason="configuration, credentials or data problem: retrying cannot fix it",
+        )
+    ]
+)
+
+default_args = {
+    "owner": "data-platform",
+    "retries": 3,
+    "retry_delay": timedelta(seconds=30),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=5),
+    "retry_policy": NO_RETRY_ON_FATAL,
+}
+
+
+@dag(
+    dag_id=DAG_ID,
+    schedule="@daily",
+    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    dagrun_timeout=timedelta(hours=2),
+    default_args=default_args,
+    tags=["trackier", "offers", "sync"],
+    doc_md=__doc__,
+    params={
+        "dry_run": Param(
+            False, type="boolean", title="Dry run",
+            description="Fetch, validate and compute the counts, then roll the merge back: nothing is written "
+            "to brands/offers.",
+        ),
+        "page_size": Param(
+            None, type=["null", "integer"], minimum=1, maximum=1000, title="Page size",
+            description="Records per API request (1-1000). Empty: the trackier_api connection's page_size.",
+        ),
+        "pagination": Param(
+            "connection", type="string", enum=["connection", "auto", "page", "cursor"], title="Pagination style",
+            description="How to page through the API. 'connection' uses the connection's setting; 'auto' uses "
+            "numbered pages when the API reports totals, else cursors.",
+        ),
+        "max_error_rate": Param(
+            MAX_ERROR_RATE, type="number", minimum=0, maximum=1, title="Max error rate",
+            description="Circuit breaker: if rejected + unfetched records exceed this share of the sweep, "
+            "the live tables are not touched and the run fails.",
+        ),
+        "deactivate_missing": Param(
+            True, type="boolean", title="Deactivate missing offers",
+            description="When the sweep is complete, mark offers that are no longer in Trackier inactive.",
+        ),
+        "pages_per_shard": Param(
+            50, type="integer", minimum=1, maximum=10000, title="Pages per shard",
+            description="Pages fetched by one mapped extract task (each task costs ~1 s of Airflow overhead).",
+        ),
+        "max_shards": Param(
+            8, type="integer", minimum=1, maximum=64, title="Max shards per entity",
+            description="Upper bound on mapped extract tasks per entity.",
+        ),
+    },
+)  # fmt: skip
+def trackier_offer_sync() -> None:
+    @task
+    def start_sync() -> dict:
+        """Create the tables if needed, open the run's sync_runs record and its staging tables."""
+        from include.offer_sync.pipeline import start_sync as run
+
+        ctx = get_current_context()
+        db, _ = _settings(ctx["params"], api=False)
+        return run(db, run_id=ctx["run_id"], dag_id=DAG_ID, params=dict(ctx["params"]),
+                   started_at=ctx["dag_run"].start_date)  # fmt: skip
+
+    @task(pool=API_POOL)
+    def plan_advertisers(run: dict) -> list[dict]:
+        """Probe the advertiser list and split it into shards (page ranges, or one cursor stream)."""
+        return _plan("advertisers")
+
+    @task(pool=API_POOL)
+    def plan_campaigns(run: dict) -> list[dict]:
+        """Probe the campaign list and split it into shards (page ranges, or one cursor stream)."""
+        return _plan("campaigns")
+
+    @task(map_index_template="{{ shard_label }}", pool=API_POOL, max_active_tis_per_dagrun=4)
+    def extract_advertisers(shard: dict, run: dict) -> dict:
+        """Fetch one shard of advertisers, validate each record and COPY it into staging."""
+        return _extract(shard, run)
+
+    @task(map_index_template="{{ shard_label }}", pool=API_POOL, max_active_tis_per_dagrun=4)
+    def extract_campaigns(shard: dict, run: dict) -> dict:
+        """Fetch one shard of campaigns, validate each record and COPY it into staging."""
+        return _extract(shard, run)
+
+    @task
+    def check_sweep(run: dict, advertisers: list[dict], campaigns: list[dict]) -> dict:
+        """Resolve duplicates and orphans, keep rejects, and trip the error-rate breaker if needed."""
+        from include.offer_sync.pipeline import check
+
+        ctx = get_current_context()
+        db, _ = _settings(ctx["params"], api=False)
+        return check(db, run, _all(advertisers, campaigns), float(ctx["params"]["max_error_rate"]))
+
+    @task
+    def merge_catalogue(run: dict, sweep: dict) -> dict:
+        """Merge brands and offers in one transaction, with the audit trail and exact counts."""
+        from include.offer_sync.pipeline import merge
+
+        ctx = get_current_context()
+        db, _ = _settings(ctx["params"], api=False)
+        return merge(db, run, sweep, deactivate_missing=bool(ctx["params"]["deactivate_missing"]),
+                     dry_run=bool(ctx["params"]["dry_run"]))  # fmt: skip
+
+    @task(outlets=[OFFERS_ASSET])
+    def publish_result(run: dict, advertisers: list[dict], campaigns: list[dict], sweep: dict, merged: dict) -> dict:
+        """Close the run record, drop staging, emit the `offers` event and return `sync_result`."""
+        from include.offer_sync.pipeline import finish
+
+        ctx = get_current_context()
+        db, _ = _settings(ctx["params"], api=False)
+        result = finish(db, run, _all(advertisers, campaigns), sweep, merged)
+        ctx["outlet_events"][OFFERS_ASSET].extra = result
+        return result
+
+    run = start_sync()
+    advertisers = extract_advertisers.partial(run=run).expand(shard=plan_advertisers(run))
+    campaigns = extract_campaigns.partial(run=run).expand(shard=plan_campaigns(run))
+    sweep = check_sweep(run, advertisers, campaigns)
+    merged = merge_catalogue(run, sweep)
+    publish_result(run, advertisers, campaigns, sweep, merged)
+
+
+def _settings(params: dict, api: bool = True):  # noqa: ANN202 - lazy imports keep DAG parsing cheap
+    from include.offer_sync.settings import DatabaseSettings, TrackierSettings
+
+    db = DatabaseSettings.from_airflow()
+    if not api:
+        return db, None
+    pagination = params.get("pagination")
+    trackier = TrackierSettings.from_airflow().with_overrides(
+        page_size=params.get("page_size"),
+        pagination=None if pagination in (None, "connection") else pagination,
+        pages_per_shard=params.get("pages_per_shard"),
+        max_shards=params.get("max_shards"),
+    )
+    return db, trackier
+
+
+def _all(*mapped_outputs) -> list[dict]:  # noqa: ANN002
+    """The summaries of mapped tasks, read by index (iterating would probe one past the end)."""
+    return [seq[i] for seq in mapped_outputs for i in range(len(seq))]
+
+
+def _plan(entity: str) -> list[dict]:
+    from include.offer_sync.pipeline import plan_entity
+
+    _, api = _settings(get_current_context()["params"])
+    return plan_entity(api, entity)  # type: ignore[arg-type]
+
+
+def _extract(shard: dict, run: dict) -> dict:
+    from include.offer_sync.pipeline import extract
+
+    ctx = get_current_context()
+    ctx["shard_label"] = shard["label"]  # type: ignore[typeddict-unknown-key]  # map_index_template
+    db, api = _settings(ctx["params"])
+    return extract(db, api, run, shard)
+
+
+trackier_offer_sync()

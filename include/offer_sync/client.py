@@ -1,0 +1,492 @@
+"""The Trackier v2 HTTP client: auth, retries, rate limiting and both pagination styles.
+
+Why it looks like this:
+
+- The key goes in the ``X-Api-Key`` header, never the URL, so it cannot leak through a logged URL
+  or an exception message (``requests`` puts URLs in its errors, never headers).
+- What to retry follows ``TRACKIER_API.md``: timeouts, dropped connections, 429, 5xx and app codes
+  40/50/51 are retried with exponential backoff and jitter (``Retry-After`` wins when present);
+  a bad key, a non-whitelisted IP or a locked account (codes 5/12/13/41/42/102) fail at once with
+  a message that says what to fix. ``"success": false`` on HTTP 200 is an error, not data.
+- Pagination is the least certain part of the API, so both styles are spoken: numbered pages
+  (``page``/``limit``, with a total when the server gives one) and cursors (``pageToken``), with
+  guards against a repeating cursor, an endless run of pages and pages that do not add up.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any, Literal
+
+import orjson
+import requests
+
+from include.offer_sync.errors import (
+    PaginationError,
+    TrackierAuthError,
+    TrackierResponseError,
+    TrackierTransientError,
+)
+from include.offer_sync.settings import TrackierSettings
+
+log = logging.getLogger(__name__)
+
+Entity = Literal["advertisers", "campaigns"]
+
+#: App error codes after which asking again is pointless, and what the operator should do.
+FATAL_CODES: dict[int, str] = {
+    5: "Trackier says the request is unauthorized (code 5). Check that the key is a network/admin "
+    "API key (panel: Automation -> API); publisher and advertiser keys cannot list {path}.",
+    12: "Trackier says the request is unauthorized (code 12). Check that the key is a network/admin "
+    "API key (panel: Automation -> API); publisher and advertiser keys cannot list {path}.",
+    13: "Trackier rejected the API key (code 13: invalid API key). Put the network/admin API key "
+    "from the panel (Automation -> API) in the password of the trackier_api connection.",
+    102: "Trackier rejected the API key (code 102: invalid API key). Put the network/admin API key "
+    "from the panel (Automation -> API) in the password of the trackier_api connection.",
+    41: "Trackier refused this machine's IP address (code 41: IP not whitelisted). Add the Airflow "
+    "workers' egress IP to the API allow-list in the Trackier panel.",
+    42: "Trackier says the account is locked (code 42). Contact Trackier support; retrying will not help.",
+}
+TRANSIENT_CODES = {40, 50, 51}
+TOTAL_FIELDS = ("total", "totalCount", "totalRecords", "totalItems", "count")
+TOTAL_PAGES_FIELDS = ("totalPages", "pages", "pageCount")
+
+
+@dataclass
+class RequestStats:
+    """Counters a task reports in its summary (and the run in ``sync_runs``)."""
+
+    requests: int = 0
+    retries: int = 0
+    wait_s: float = 0.0
+    by_status: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "retries": self.retries,
+            "retry_wait_s": round(self.wait_s, 3),
+            "by_status": dict(self.by_status),
+        }
+
+
+class RateLimiter:
+    """A thread-safe token bucket: at most ``rate`` requests per second, bursts of ``burst``.
+
+    One limiter per task process; the Airflow pool ``trackier_api`` bounds how many task processes
+    talk to Trackier at once, and each gets ``requests_per_second / pool slots`` (see ``plan``).
+    """
+
+    def __init__(self, rate: float, burst: int = 1, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = max(1, burst)
+        self._clock = clock
+        self._tokens = float(self.burst)
+        self._last = clock()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> float:
+        """Block until a request may go out; returns the seconds waited."""
+        if self.rate <= 0:
+            return 0.0
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+            self._last = now
+            self._tokens -= 1.0
+            wait = -self._tokens / self.rate if self._tokens < 0 else 0.0
+        if wait > 0:
+            time.sleep(wait)
+        return wait
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of an entity list, with what the server said about the pagination."""
+
+    entity: Entity
+    records: list[Any]
+    page: int | None
+    token: str | None
+    next_token: str | None
+    total: int | None
+    total_pages: int | None
+    per_page: int | None
+
+
+@dataclass(frozen=True)
+class PageFailure:
+    """A page that still failed after every retry: recorded, and the sweep marked incomplete."""
+
+    entity: Entity
+    page: int | None
+    token: str | None
+    error: str
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    """Something in the pagination that does not add up (not fatal, but the sweep is incomplete)."""
+
+    entity: Entity
+    page: int | None
+    kind: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What the first page told us about how to sweep an entity."""
+
+    style: Literal["page", "cursor"]
+    total: int | None
+    total_pages: int | None
+    page_size: int
+
+
+class TrackierClient:
+    """Talks to one Trackier account. Safe to share between the threads of one task."""
+
+    def __init__(
+        self,
+        settings: TrackierSettings,
+        *,
+        requests_per_second: float | None = None,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.settings = settings
+        rate = settings.requests_per_second if requests_per_second is None else requests_per_second
+        self.limiter = RateLimiter(rate)
+        self.stats = RequestStats()
+        self._stats_lock = threading.Lock()
+        self._local = threading.local()
+        self._session = session
+        self._headers = {
+            "X-Api-Key": settings.api_key.get_secret_value(),
+            "Accept": "application/json",
+            "User-Agent": "trackier-offer-sync/1.0",
+        }
+
+    def __repr__(self) -> str:  # the key must never show up, not even in a debugger
+        return f"TrackierClient(base_url={self.settings.base_url!r})"
+
+    # --- one request ------------------------------------------------------------------------
+
+    def _http(self) -> requests.Session:
+        if self._session is not None:
+            return self._session
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=4, max_retries=0)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            self._local.session = session
+        return session
+
+    def get_json(self, path: str, params: list[tuple[str, Any]] | dict[str, Any]) -> dict[str, Any]:
+        """GET ``path`` and return its JSON body, retrying what is worth retrying.
+
+        Raises ``TrackierAuthError`` at once for key/IP/account problems, ``TrackierResponseError``
+        at once for a request the server calls malformed (retrying it would not change it), and
+        ``TrackierTransientError`` once the retries are spent.
+        """
+        s = self.settings
+        attempts = s.max_retries + 1
+        last: Exception | None = None
+        for attempt in range(1, attempts + 1):
+            self.limiter.acquire()
+            try:
+                return self._get_once(path, params)
+            except TrackierAuthError:
+                raise
+            except TrackierTransientError as exc:
+                last = exc
+                if attempt == attempts:
+                    break
+                retry_after = getattr(exc, "retry_after", None)
+                if retry_after is not None:
+                    wait = min(retry_after, s.max_retry_after_s)
+                else:
+                    wait = min(s.backoff_max_s, s.backoff_base_s * 2 ** (attempt - 1))
+                    wait *= random.uniform(0.5, 1.5)
+                with self._stats_lock:
+                    self.stats.retries += 1
+                    self.stats.wait_s += wait
+                log.warning(
+                    "GET %s %s failed (attempt %d/%d): %s; retrying in %.2fs",
+                    path, _safe_params(params), attempt, attempts, exc, wait,
+                )  # fmt: skip
+                time.sleep(wait)
+        assert last is not None
+        raise last
+
+    def _get_once(self, path: str, params: Any) -> dict[str, Any]:
+        s = self.settings
+        url = f"{s.base_url}{path}"
+        with self._stats_lock:
+            self.stats.requests += 1
+        try:
+            resp = self._http().get(
+                url, params=params, headers=self._headers, timeout=(s.connect_timeout_s, s.read_timeout_s)
+            )
+        except requests.Timeout as exc:
+            self._count("timeout")
+            raise TrackierTransientError(f"timed out after {s.read_timeout_s}s") from exc
+        except requests.ConnectionError as exc:
+            self._count("connection_error")
+            raise TrackierTransientError(f"connection failed: {_first_line(exc)}") from exc
+        self._count(str(resp.status_code))
+        body = _parse_json(resp)
+        code = _error_code(body)
+        status = resp.status_code
+
+        if status in (400, 401, 403) or code in FATAL_CODES:
+            if code in FATAL_CODES:
+                raise TrackierAuthError(FATAL_CODES[code].format(path=path))
+            if status == 401:
+                raise TrackierAuthError(FATAL_CODES[13].format(path=path).replace("code 13: ", "HTTP 401: "))
+            if status == 403:
+                raise TrackierAuthError(
+                    f"Trackier answered 403 (no permission) for {path}. Use a network/admin API key "
+                    "(panel: Automation -> API) and check the account's IP allow-list."
+                )
+            if code not in TRANSIENT_CODES:
+                raise TrackierResponseError(f"HTTP 400 for {path}: {_error_message(body) or 'bad request'}")
+        if status == 429 or code == 40:
+            raise TrackierTransientError(
+                f"rate limited (HTTP {status}, code {code})", retry_after=_retry_after(resp)
+            )
+        if status >= 500:
+            raise TrackierTransientError(f"HTTP {status} from Trackier", retry_after=_retry_after(resp))
+        if status != 200:
+            raise TrackierResponseError(f"unexpected HTTP {status} for {path}")
+        if body is None:
+            kind = resp.headers.get("Content-Type", "no content type").split(";")[0]
+            raise TrackierTransientError(f"HTTP 200 with a body that is not JSON ({kind}, {len(resp.content)} bytes)")
+        if not isinstance(body, dict):
+            raise TrackierTransientError(f"HTTP 200 with a JSON {type(body).__name__}, expected an object")
+        if body.get("success") is False:
+            raise TrackierTransientError(
+                f"HTTP 200 with success:false (code {code}: {_error_message(body) or 'no message'})"
+            )
+        return body
+
+    def _count(self, key: str) -> None:
+        with self._stats_lock:
+            self.stats.by_status[key] += 1
+
+    # --- pages -----------------------------------------------------------------------------
+
+    def fetch_page(
+        self,
+        entity: Entity,
+        *,
+        page: int | None = None,
+        token: str | None = None,
+        limit: int | None = None,
+    ) -> Page:
+        """Fetch one page in either style. ``page`` selects numbered pages, else the cursor style."""
+        limit = limit or self.settings.page_size
+        params: list[tuple[str, Any]] = [("limit", limit)]
+        if page is not None:
+            params.append(("page", page))
+        elif token:
+            params.append(("pageToken", token))
+        body = self.get_json(f"/v2/{entity}", params)
+        records = body.get(entity)
+        if not isinstance(records, list):
+            # A proxy or a half-deployed API, most likely: worth another try.
+            raise TrackierTransientError(f"the response has no {entity!r} list (keys: {sorted(body)[:10]})")
+        pagination = body.get("pagination") or {}
+        if not isinstance(pagination, dict):
+            pagination = {}
+        next_token = pagination.get("nextPageToken")
+        return Page(
+            entity=entity,
+            records=records,
+            page=page,
+            token=token,
+            next_token=next_token if isinstance(next_token, str) and next_token else None,
+            total=_first_int(pagination, TOTAL_FIELDS),
+            total_pages=_first_int(pagination, TOTAL_PAGES_FIELDS),
+            per_page=_first_int(pagination, ("perPage", "limit")),
+        )
+
+    def probe(self, entity: Entity) -> Probe:
+        """Ask for page 1 and decide how to sweep: numbered pages when a total comes back."""
+        style = self.settings.pagination
+        size = self.settings.page_size
+        if style == "cursor":
+            return Probe("cursor", None, None, size)
+        first = self.fetch_page(entity, page=1, limit=size)
+        per_page = first.per_page or size
+        if first.total is not None:
+            pages = first.total_pages or -(-first.total // per_page)
+            return Probe("page", first.total, pages, per_page)
+        if style == "page":
+            # Numbered pages without a total: walk them in one stream until a short page.
+            return Probe("page", None, None, per_page)
+        return Probe("cursor", None, None, per_page)
+
+    def iter_page_range(
+        self, entity: Entity, first: int, last: int | None, *, limit: int | None = None, threads: int = 1
+    ) -> Iterator[Page | PageFailure | Anomaly]:
+        """Pages ``first..last`` in order (``last=None``: until a short or empty page).
+
+        With ``threads > 1`` the next pages are fetched while the caller validates and stages the
+        current one; order is preserved and at most ``2 * threads`` pages are held in memory.
+        """
+        limit = limit or self.settings.page_size
+        if last is not None and last - first + 1 > self.settings.max_pages:
+            raise PaginationError(f"{entity}: {last - first + 1} pages is over the cap of {self.settings.max_pages}")
+
+        def fetch(n: int) -> Page | PageFailure:
+            try:
+                return self.fetch_page(entity, page=n, limit=limit)
+            except TrackierAuthError:
+                raise
+            except (TrackierTransientError, TrackierResponseError, PaginationError) as exc:
+                return PageFailure(entity, n, None, str(exc), self.settings.max_retries + 1)
+
+        if last is None:
+            yield from self._iter_open_range(entity, first, limit, fetch)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        window = max(1, threads) * 2
+        with ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix=f"fetch-{entity}") as pool:
+            pending = []
+            next_page = first
+            while next_page <= last or pending:
+                while next_page <= last and len(pending) < window:
+                    pending.append(pool.submit(fetch, next_page))
+                    next_page += 1
+                result = pending.pop(0).result()
+                if isinstance(result, Page) and result.page is not None and result.page < last:
+                    if len(result.records) < limit:
+                        yield Anomaly(
+                            entity, result.page, "short_page",
+                            f"page {result.page} of {last} returned {len(result.records)} of {limit} records",
+                        )  # fmt: skip
+                yield result
+
+    def _iter_open_range(
+        self, entity: Entity, first: int, limit: int, fetch: Callable[[int], Page | PageFailure]
+    ) -> Iterator[Page | PageFailure | Anomaly]:
+        n = first
+        while True:
+            if n - first >= self.settings.max_pages:
+                yield Anomaly(entity, n, "page_cap", f"stopped after {self.settings.max_pages} pages (cap)")
+                return
+            result = fetch(n)
+            yield result
+            if isinstance(result, PageFailure):
+                return  # without a total we cannot know where the end is; the sweep is incomplete
+            if len(result.records) < limit:
+                return
+            n += 1
+
+    def iter_cursor(self, entity: Entity, *, limit: int | None = None) -> Iterator[Page | PageFailure | Anomaly]:
+        """Follow ``nextPageToken`` from the first page to the last, with loop and cap guards."""
+        limit = limit or self.settings.page_size
+        seen: set[str] = set()
+        token: str | None = None
+        ordinal = 0
+        while True:
+            ordinal += 1
+            if ordinal > self.settings.max_pages:
+                yield Anomaly(entity, ordinal, "page_cap", f"stopped after {self.settings.max_pages} pages (cap)")
+                return
+            try:
+                page = self.fetch_page(entity, token=token, limit=limit)
+            except TrackierAuthError:
+                raise
+            except (TrackierTransientError, TrackierResponseError) as exc:
+                yield PageFailure(entity, ordinal, token, str(exc), self.settings.max_retries + 1)
+                return  # a cursor stream cannot skip a page: the rest is unreachable this run
+            page = Page(entity, page.records, ordinal, token, page.next_token, page.total,
+                        page.total_pages, page.per_page)  # fmt: skip
+            yield page
+            if page.next_token is None:
+                return
+            if page.next_token in seen or page.next_token == token:
+                yield Anomaly(entity, ordinal, "repeated_cursor",
+                              f"page {ordinal} returned a cursor already seen; stopped to avoid a loop")  # fmt: skip
+                return
+            if not page.records:
+                yield Anomaly(entity, ordinal, "empty_page", f"page {ordinal} was empty but had a next cursor")
+            seen.add(page.next_token)
+            token = page.next_token
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _parse_json(resp: requests.Response) -> Any:
+    """orjson first (fast); the stdlib parser second, because it accepts what orjson refuses and a
+    record may legitimately hold (lone surrogates, NaN): one odd record must not lose its page."""
+    try:
+        return orjson.loads(resp.content)
+    except orjson.JSONDecodeError:
+        try:
+            return json.loads(resp.content)
+        except (ValueError, UnicodeDecodeError):
+            return None
+
+
+def _error_code(body: Any) -> int | None:
+    if isinstance(body, dict):
+        err = body.get("error")
+        code = err.get("code") if isinstance(err, dict) else body.get("code")
+        if isinstance(code, int) and not isinstance(code, bool):
+            return code
+        if isinstance(code, str) and code.isdigit():
+            return int(code)
+    return None
+
+
+def _error_message(body: Any) -> str | None:
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        msg = body["error"].get("message")
+        return str(msg)[:200] if msg is not None else None
+    return None
+
+
+def _retry_after(resp: requests.Response) -> float | None:
+    value = resp.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
+
+
+def _first_int(mapping: dict[str, Any], names: tuple[str, ...]) -> int | None:
+    for name in names:
+        value = mapping.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+    return None
+
+
+def _safe_params(params: Any) -> str:
+    items = params.items() if isinstance(params, dict) else params
+    return "&".join(f"{k}={v}" for k, v in items if k.lower() not in ("apikey", "api_key"))
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__

@@ -1,0 +1,172 @@
+"""One mapped task's work: fetch a shard page by page, validate each page, COPY it to staging.
+
+Streaming is what keeps memory flat at a million offers: at most a few pages are held at once
+(the ones being prefetched by the fetch threads and the one being validated), never a sweep.
+Nothing but a small summary leaves this function; the records go to PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from include.offer_sync.client import Anomaly, Page, PageFailure, TrackierClient
+from include.offer_sync.db import connect, query
+from include.offer_sync.models import (
+    Advertiser,
+    Campaign,
+    advertiser_row,
+    campaign_row,
+    validate_page,
+)
+from include.offer_sync.settings import DatabaseSettings
+from include.offer_sync.staging import ShardWriter, StagingTables
+
+log = logging.getLogger(__name__)
+
+PAGE_ERROR_INSERT = query("page_error_insert")
+
+
+@dataclass
+class ShardSummary:
+    """What a shard reports through XCom: counts and timings, never records."""
+
+    entity: str
+    shard: int
+    label: str
+    pages: int = 0
+    records: int = 0
+    valid: int = 0
+    rejected: int = 0
+    failed_pages: int = 0
+    failed_records_estimate: int = 0
+    anomalies: int = 0
+    requests: int = 0
+    retries: int = 0
+    retry_wait_s: float = 0.0
+    fetch_wait_s: float = 0.0
+    validate_s: float = 0.0
+    stage_s: float = 0.0
+    wall_s: float = 0.0
+    peak_rss_mb: float = 0.0
+    last_page: int | None = None
+    expected_total: int | None = None
+    probe_requests: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return self.failed_pages == 0 and self.anomalies == 0
+
+    def as_dict(self) -> dict[str, Any]:
+        data = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+        data["errors"] = self.errors[:5]  # a sample for the log and the UI; all are in sync_page_errors
+        data["complete"] = self.complete
+        return data
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def extract_shard(
+    db: DatabaseSettings,
+    client: TrackierClient,
+    run_id: str,
+    shard: dict[str, Any],
+    *,
+    fetch_threads: int = 4,
+) -> ShardSummary:
+    """Fetch, validate and stage one shard; returns its summary.
+
+    The whole shard is one transaction (delete earlier rows of this shard, one COPY, its page
+    errors), so a retry of this task replaces its data and a crash leaves none.
+    """
+    started = time.perf_counter()
+    entity = shard["entity"]
+    index = int(shard["index"])
+    tables = StagingTables.for_run(run_id)
+    model = Advertiser if entity == "advertisers" else Campaign
+    to_row = advertiser_row if entity == "advertisers" else campaign_row
+    summary = ShardSummary(entity=entity, shard=index, label=shard["label"], expected_total=shard.get("expected_total"),
+                           probe_requests=(shard.get("probe") or {}).get("requests", 0))
+    page_errors: list[tuple[Any, ...]] = []
+    limit = int(shard["limit"])
+
+    if shard["style"] == "cursor":
+        pages = client.iter_cursor(entity, limit=limit)
+    else:
+        pages = client.iter_page_range(entity, shard["first"], shard["last"], limit=limit, threads=fetch_threads)
+
+    with connect(db) as conn, conn.cursor() as cur:
+        cur.execute(query("staging_clear_shard", table=tables.table_for(entity)), {"shard": index})
+        cur.execute(query("page_errors_clear_shard"), {"run_id": run_id, "entity": entity, "shard": index})
+        writer = ShardWriter(cur, tables.table_for(entity), entity, index)
+        try:
+            waited = time.perf_counter()
+            for item in pages:
+                summary.fetch_wait_s += time.perf_counter() - waited
+                if isinstance(item, Page):
+                    _stage_page(item, model, to_row, writer, summary)
+                elif isinstance(item, PageFailure):
+                    summary.failed_pages += 1
+                    summary.failed_records_estimate += limit
+                    where = f"page {item.page}" + (" (cursor)" if item.token is not None else "")
+                    summary.errors.append(f"{where}: {item.error}")
+                    page_errors.append((run_id, entity, index, item.page, item.token, "failed_page",
+                                        item.error, item.attempts))  # fmt: skip
+                    log.error("%s: %s failed for good after %d attempts: %s",
+                              shard["label"], where, item.attempts, item.error)  # fmt: skip
+                elif isinstance(item, Anomaly):
+                    summary.anomalies += 1
+                    summary.errors.append(f"{item.kind}: {item.detail}")
+                    page_errors.append((run_id, entity, index, item.page, None, item.kind, item.detail, None))
+                    log.warning("%s: %s", shard["label"], item.detail)
+                waited = time.perf_counter()
+        except BaseException as exc:
+            writer.close(exc)
+            raise
+        writer.close()
+        if page_errors:
+            cur.executemany(PAGE_ERROR_INSERT, page_errors)
+        conn.commit()
+
+    stats = client.stats
+    summary.requests, summary.retries, summary.retry_wait_s = stats.requests, stats.retries, stats.wait_s
+    summary.wall_s = time.perf_counter() - started
+    summary.peak_rss_mb = peak_rss_mb()
+    log.info(
+        "%s: %d pages, %d records (%d valid, %d rejected), %d failed pages, %d requests (%d retried) "
+        "in %.1fs",
+        shard["label"], summary.pages, summary.records, summary.valid, summary.rejected,
+        summary.failed_pages, summary.requests, summary.retries, summary.wall_s,
+    )  # fmt: skip
+    return summary
+
+
+def _stage_page(page: Page, model: Any, to_row: Any, writer: ShardWriter, summary: ShardSummary) -> None:
+    t0 = time.perf_counter()
+    valid, rejects = validate_page(model, page.records)
+    rows = [to_row(record) for record in valid]
+    t1 = time.perf_counter()
+    for row in rows:
+        writer.write_valid(page.page, row)
+    for reject in rejects:
+        writer.write_reject(page.page, reject)
+    t2 = time.perf_counter()
+    summary.validate_s += t1 - t0
+    summary.stage_s += t2 - t1
+    summary.pages += 1
+    summary.records += len(page.records)
+    summary.valid += len(valid)
+    summary.rejected += len(rejects)
+    summary.last_page = page.page
+    if rejects:
+        log.warning(
+            "%s page %s: %d of %d records rejected, e.g. %s: %s",
+            page.entity, page.page, len(rejects), len(page.records), rejects[0].record_key, rejects[0].reason,
+        )  # fmt: skip

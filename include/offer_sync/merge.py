@@ -1,0 +1,110 @@
+"""The merge: staged sweep -> ``brands`` and ``offers``, atomically, with the audit trail.
+
+One transaction holds the advisory lock, the brand upsert, the offer merge, the deactivation of
+offers a complete sweep no longer lists, the audit rows and the run record. A connection killed
+anywhere inside leaves the catalogue exactly as before, and the task's retry starts over. A run
+that already merged (its task cleared and run again) returns its recorded counts and writes
+nothing, so re-running any task of a run ends in the same state.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from include.offer_sync.db import query
+from include.offer_sync.runs import build_result
+from include.offer_sync.staging import StagingTables
+
+log = logging.getLogger(__name__)
+
+
+class _DryRunRollback(Exception):
+    """Raised inside the merge transaction of a dry run so that psycopg rolls it back."""
+
+
+def merge_sweep(
+    conn: psycopg.Connection[Any],
+    run_id: str,
+    sweep: dict[str, Any],
+    *,
+    deactivate_missing: bool = True,
+    dry_run: bool = False,
+    metrics: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Merge the run's staged sweep; returns the counts (``added``, ``updated`` ...)."""
+    t = StagingTables.for_run(run_id)
+    names = t.names()
+    params = {"run_id": run_id}
+    timings: dict[str, float] = {}
+    counts: dict[str, Any] = {}
+    try:
+        with conn.transaction():
+            started = time.perf_counter()
+            conn.execute(query("merge_lock"))
+            timings["lock_wait_s"] = time.perf_counter() - started
+            merged_at, stored = conn.execute(query("runs_merged_get"), params).fetchone() or (None, None)
+            if merged_at is not None and stored:
+                log.info("run %s already merged at %s; returning its recorded counts", run_id, merged_at)
+                return {k: stored.get(k) for k in stored} | {"already_merged": True}
+
+            t0 = time.perf_counter()
+            brands_added, brands_updated = conn.execute(query("merge_brands", **names), params).fetchone()
+            t1 = time.perf_counter()
+            added, updated, reactivated, seen, _rows, _audit = conn.execute(
+                query("merge_offers", **names), params
+            ).fetchone()
+            t2 = time.perf_counter()
+            deactivated = 0
+            may_deactivate = deactivate_missing and sweep["complete_sweep"]
+            if may_deactivate:
+                deactivated, _ = conn.execute(query("merge_deactivate", **names), params).fetchone()
+            elif deactivate_missing:
+                log.warning("incomplete sweep: no offer is deactivated this run (%s)", sweep["problems"][:3])
+            t3 = time.perf_counter()
+            timings.update(brands_s=t1 - t0, offers_s=t2 - t1, deactivate_s=t3 - t2)
+            counts = {
+                **{k: sweep[k] for k in ("advertisers_processed", "campaigns_processed", "rejected",
+                                         "duplicates", "error_rate", "complete_sweep", "failed_pages")},
+                "added": added, "updated": updated, "reactivated": reactivated,
+                "unchanged": seen - added - updated - reactivated, "deactivated": deactivated,
+                "brands_added": brands_added, "brands_updated": brands_updated,
+                "deactivation_skipped": deactivate_missing and not may_deactivate,
+            }  # fmt: skip
+            merge_metrics = {**(metrics or {}), "merge": {k: round(v, 3) for k, v in timings.items()}}
+            provisional = build_result(run_id, "completed", counts, 0.0, dry_run=dry_run, metrics=merge_metrics)
+            conn.execute(
+                query("runs_record_merge"),
+                {**params, **{k: provisional[k] for k in provisional if k in _RECORD_KEYS},
+                 "complete_sweep": sweep["complete_sweep"], "dry_run": dry_run,
+                 "result": Jsonb(provisional), "metrics": Jsonb(merge_metrics)},
+            )  # fmt: skip
+            if dry_run:
+                raise _DryRunRollback
+    except _DryRunRollback:
+        log.info("dry run: the merge was computed and rolled back; nothing was written")
+        with conn.transaction():  # keep what the dry run found, outside the rolled-back merge
+            conn.execute(
+                query("runs_record_merge"),
+                {**params, **{k: provisional[k] for k in provisional if k in _RECORD_KEYS},
+                 "complete_sweep": sweep["complete_sweep"], "dry_run": True,
+                 "result": Jsonb(provisional), "metrics": Jsonb(merge_metrics)},
+            )  # fmt: skip
+    log.info(
+        "merge of run %s: %d added, %d updated, %d unchanged, %d reactivated, %d deactivated; "
+        "brands %d added, %d updated (%s)",
+        run_id, counts["added"], counts["updated"], counts["unchanged"], counts["reactivated"],
+        counts["deactivated"], counts["brands_added"], counts["brands_updated"],
+        ", ".join(f"{k} {v:.2f}s" for k, v in timings.items()),
+    )  # fmt: skip
+    return counts | {"merge_timings": {k: round(v, 3) for k, v in timings.items()}}
+
+
+_RECORD_KEYS = {
+    "added", "updated", "unchanged", "deactivated", "reactivated", "rejected", "duplicates",
+    "campaigns_processed", "advertisers_processed", "brands_added", "brands_updated", "error_rate",
+}  # fmt: skip

@@ -1,0 +1,213 @@
+"""The body of each DAG task, callable without a scheduler (the DAG file only wires these).
+
+Every function takes explicit settings and returns a small JSON-serialisable dict: that is what
+travels through XCom. Records never do; they go from the API straight into staging tables.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from include.offer_sync import db as dbmod
+from include.offer_sync.client import Entity, TrackierClient
+from include.offer_sync.db import connect
+from include.offer_sync.extract import extract_shard, peak_rss_mb
+from include.offer_sync.merge import merge_sweep
+from include.offer_sync.plan import plan_shards
+from include.offer_sync.runs import build_result, fail_run, get_run, start_run
+from include.offer_sync.schema import ensure_schema
+from include.offer_sync.settings import DatabaseSettings, TrackierSettings
+from include.offer_sync.staging import StagingTables, create_staging, drop_leftover_staging, drop_staging
+from include.offer_sync.sweep import check_sweep
+
+log = logging.getLogger(__name__)
+
+#: How many extract task instances of one kind may talk to Trackier at once (per DAG run).
+API_TASKS_PER_ENTITY = 4
+
+
+def _statements_since(start: int) -> int:
+    return dbmod.STATEMENTS.count - start
+
+
+def start_sync(
+    db: DatabaseSettings,
+    *,
+    run_id: str,
+    dag_id: str,
+    params: dict[str, Any],
+    started_at: datetime | None = None,
+) -> dict[str, Any]:
+    """Create the schema if needed, drop stale staging, create this run's staging, open the run record."""
+    t0 = time.perf_counter()
+    s0 = dbmod.STATEMENTS.count
+    tables = StagingTables.for_run(run_id)
+    with connect(db) as conn:
+        ensure_schema(conn)
+        with conn.transaction():
+            # The merge lock: no other run is merging while we look for tables it might still need.
+            conn.execute(dbmod.query("merge_lock"))
+            stale = drop_leftover_staging(conn, keep=tables)
+            create_staging(conn, tables)
+            start_run(conn, run_id=run_id, dag_id=dag_id, dry_run=bool(params.get("dry_run")),
+                      params=params, plan={"run_key": tables.run_key},
+                      started_at=started_at or datetime.now(timezone.utc))  # fmt: skip
+    if stale:
+        log.info("dropped %d staging tables left by earlier runs: %s", len(stale), ", ".join(stale))
+    return {
+        "run_id": run_id,
+        "run_key": tables.run_key,
+        "metrics": {"wall_s": round(time.perf_counter() - t0, 3), "peak_rss_mb": round(peak_rss_mb(), 1),
+                    "db_statements": _statements_since(s0)},
+    }  # fmt: skip
+
+
+def plan_entity(api: TrackierSettings, entity: Entity) -> list[dict[str, Any]]:
+    """Probe page 1 of an entity and split its sweep into shards (see ``plan.py``)."""
+    t0 = time.perf_counter()
+    client = TrackierClient(api)
+    probe = client.probe(entity)
+    shards = plan_shards(entity, probe, api.pages_per_shard, api.max_shards)
+    # The rate limit is for the whole sweep; each concurrently running task gets its share.
+    concurrent = max(1, min(len(shards), API_TASKS_PER_ENTITY)) * 2
+    per_task_rps = api.requests_per_second / concurrent if api.requests_per_second > 0 else 0.0
+    for shard in shards:
+        shard["requests_per_second"] = per_task_rps
+    log.info("%s: %s pagination, total %s, %d shard(s): %s", entity, probe.style, probe.total, len(shards),
+             "; ".join(s["label"] for s in shards))  # fmt: skip
+    shards[0]["probe"] = {"requests": client.stats.requests, "wall_s": round(time.perf_counter() - t0, 3),
+                          "peak_rss_mb": round(peak_rss_mb(), 1)}  # fmt: skip
+    return shards
+
+
+def extract(
+    db: DatabaseSettings, api: TrackierSettings, run: dict[str, Any], shard: dict[str, Any]
+) -> dict[str, Any]:
+    """Fetch, validate and stage one shard (a mapped task instance)."""
+    s0 = dbmod.STATEMENTS.count
+    client = TrackierClient(api, requests_per_second=shard["requests_per_second"])
+    summary = extract_shard(db, client, run["run_id"], shard, fetch_threads=api.fetch_threads).as_dict()
+    summary["db_statements"] = _statements_since(s0)
+    return summary
+
+
+def expected_totals(summaries: list[dict[str, Any]]) -> dict[str, int | None]:
+    """The record totals the API promised on page 1, per entity (None when it gave none)."""
+    return {s["entity"]: s.get("expected_total") for s in summaries}
+
+
+def check(
+    db: DatabaseSettings, run: dict[str, Any], summaries: list[dict[str, Any]], max_error_rate: float
+) -> dict[str, Any]:
+    """Whole-sweep checks and the error-rate breaker (raises when it trips)."""
+    t0 = time.perf_counter()
+    s0 = dbmod.STATEMENTS.count
+    with connect(db) as conn:
+        sweep = check_sweep(conn, run["run_id"], summaries,
+                            expected_totals=expected_totals(summaries), max_error_rate=max_error_rate)  # fmt: skip
+    sweep["metrics"] = {"wall_s": round(time.perf_counter() - t0, 3), "peak_rss_mb": round(peak_rss_mb(), 1),
+                        "db_statements": _statements_since(s0)}  # fmt: skip
+    return sweep
+
+
+def merge(
+    db: DatabaseSettings, run: dict[str, Any], sweep: dict[str, Any], *, deactivate_missing: bool, dry_run: bool
+) -> dict[str, Any]:
+    """The atomic merge into brands/offers (see ``merge.py``)."""
+    t0 = time.perf_counter()
+    s0 = dbmod.STATEMENTS.count
+    with connect(db) as conn:
+        counts = merge_sweep(conn, run["run_id"], sweep, deactivate_missing=deactivate_missing, dry_run=dry_run)
+    counts["metrics"] = {"wall_s": round(time.perf_counter() - t0, 3), "peak_rss_mb": round(peak_rss_mb(), 1),
+                         "db_statements": _statements_since(s0)}  # fmt: skip
+    return counts
+
+
+def collect_metrics(
+    run: dict[str, Any], summaries: list[dict[str, Any]], sweep: dict[str, Any], merged: dict[str, Any]
+) -> dict[str, Any]:
+    """Measured figures of the whole run, per phase and per task, for sync_runs and the event."""
+    extract_tasks = [
+        {"task": s["label"], "wall_s": s["wall_s"], "peak_rss_mb": s["peak_rss_mb"]} for s in summaries
+    ]
+    tasks = [
+        {"task": "start_sync", **{k: run["metrics"][k] for k in ("wall_s", "peak_rss_mb")}},
+        *extract_tasks,
+        {"task": "check_sweep", **{k: sweep["metrics"][k] for k in ("wall_s", "peak_rss_mb")}},
+        {"task": "merge_catalogue", **{k: merged["metrics"][k] for k in ("wall_s", "peak_rss_mb")}},
+    ]
+    return {
+        "phases_s": {
+            "extract": round(sum(s["fetch_wait_s"] for s in summaries), 3),
+            "validate": round(sum(s["validate_s"] for s in summaries), 3),
+            "stage": round(sum(s["stage_s"] for s in summaries), 3),
+            "check": sweep["metrics"]["wall_s"],
+            "merge": merged["metrics"]["wall_s"],
+        },
+        "tasks": tasks,
+        "peak_task_rss_mb": max(t["peak_rss_mb"] for t in tasks),
+        "api_requests": sum(s["requests"] + s["probe_requests"] for s in summaries),
+        "api_retries": sum(s["retries"] for s in summaries),
+        "pages_fetched": sum(s["pages"] for s in summaries),
+        "pages_failed": sum(s["failed_pages"] for s in summaries),
+        "records_fetched": sum(s["records"] for s in summaries),
+        "records_valid": sum(s["valid"] for s in summaries),
+        "records_rejected": sweep["rejected"],
+        "db_statements": run["metrics"]["db_statements"] + sum(s["db_statements"] for s in summaries)
+        + sweep["metrics"]["db_statements"] + merged["metrics"]["db_statements"],
+        "shards": {"advertisers": sum(1 for s in summaries if s["entity"] == "advertisers"),
+                   "campaigns": sum(1 for s in summaries if s["entity"] == "campaigns")},
+    }  # fmt: skip
+
+
+def finish(
+    db: DatabaseSettings,
+    run: dict[str, Any],
+    summaries: list[dict[str, Any]],
+    sweep: dict[str, Any],
+    merged: dict[str, Any],
+) -> dict[str, Any]:
+    """Close the run: final status, duration, metrics; drop staging; return ``sync_result``."""
+    run_id = run["run_id"]
+    metrics = collect_metrics(run, summaries, sweep, merged)
+    clean = sweep["complete_sweep"] and sweep["rejected"] == 0 and sweep["failed_pages"] == 0
+    status = "completed" if clean else "completed_with_errors"
+    with connect(db) as conn:
+        with conn.transaction():
+            record = get_run(conn, run_id)
+            elapsed = float(record["elapsed_s"]) if record else 0.0
+            dry_run = bool(record and record["dry_run"])
+            result = build_result(
+                run_id, status, merged, elapsed,
+                dry_run=dry_run,
+                complete_sweep=sweep["complete_sweep"],
+                failed_pages=sweep["failed_pages"],
+                problems=sweep["problems"][:10],
+                metrics=metrics,
+            )  # fmt: skip
+            from psycopg.types.json import Jsonb
+
+            conn.execute(dbmod.query("runs_finish"), {
+                "run_id": run_id, "status": status, "duration_s": elapsed, "result": Jsonb(result),
+                "metrics": Jsonb(metrics),
+                "error": "; ".join(sweep["problems"][:5]) or None,
+            })  # fmt: skip
+            drop_staging(conn, StagingTables.for_run(run_id))
+    log.info("sync %s: %s", status, {k: result[k] for k in result if k not in ("metrics", "problems")})
+    return result
+
+
+def record_failure(db: DatabaseSettings, run_id: str, error: str) -> dict[str, Any] | None:
+    """Mark a run failed from a failure callback; never raises (the callback must not mask the error)."""
+    try:
+        with connect(db) as conn, conn.transaction():
+            record = get_run(conn, run_id)
+            if record is None or record["status"] != "running":
+                return dict(record["result"]) if record and record["result"] else None
+            return fail_run(conn, run_id, error)
+    except Exception:  # noqa: BLE001 - a dead database is reported by the alert, not here
+        log.exception("could not record the failure of run %s", run_id)
+        return None

@@ -1,0 +1,80 @@
+"""The ``sync_runs`` record and the ``sync_result`` contract.
+
+``sync_result`` is what operators and tests rely on: the final task's return value, the ``offers``
+Asset event's ``extra`` and the ``result`` column of the run's row all carry the same dict. Its
+names are fixed; extra keys (reactivated, duplicates, metrics ...) may be added, never renamed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from include.offer_sync.db import query
+
+Status = Literal["completed", "completed_with_errors", "failed"]
+
+RESULT_KEYS: tuple[str, ...] = (
+    "status", "added", "updated", "unchanged", "deactivated", "rejected", "campaigns_processed",
+    "advertisers_processed", "brands_added", "brands_updated", "error_rate", "duration_s", "run_id",
+)  # fmt: skip
+COUNT_KEYS: tuple[str, ...] = (
+    "added", "updated", "unchanged", "deactivated", "reactivated", "rejected", "duplicates",
+    "campaigns_processed", "advertisers_processed", "brands_added", "brands_updated",
+)  # fmt: skip
+
+
+def build_result(
+    run_id: str,
+    status: Status,
+    counts: dict[str, Any],
+    duration_s: float,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A ``sync_result`` dict: every contract key present, counts as ints, rates as floats."""
+    result: dict[str, Any] = {"status": status, "run_id": run_id, "duration_s": round(float(duration_s), 3)}
+    for key in COUNT_KEYS:
+        result[key] = int(counts.get(key) or 0)
+    result["error_rate"] = round(float(counts.get("error_rate") or 0.0), 6)
+    result.update(extra)
+    return result
+
+
+def start_run(
+    conn: psycopg.Connection[Any],
+    *,
+    run_id: str,
+    dag_id: str,
+    dry_run: bool,
+    params: dict[str, Any],
+    plan: dict[str, Any],
+    started_at: Any,
+) -> None:
+    conn.execute(
+        query("runs_start"),
+        {"run_id": run_id, "dag_id": dag_id, "dry_run": dry_run, "params": Jsonb(params),
+         "plan": Jsonb(plan), "started_at": started_at},
+    )  # fmt: skip
+
+
+def get_run(conn: psycopg.Connection[Any], run_id: str) -> dict[str, Any] | None:
+    cur = conn.execute(query("runs_get"), {"run_id": run_id})
+    row = cur.fetchone()
+    if row is None:
+        return None
+    return dict(zip([c.name for c in cur.description or ()], row, strict=True))
+
+
+def fail_run(conn: psycopg.Connection[Any], run_id: str, error: str, counts: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Record a failed run (with whatever it counted) and return its ``sync_result``."""
+    run = get_run(conn, run_id)
+    if run is None:
+        return build_result(run_id, "failed", counts or {}, 0.0, error=error)
+    stored = dict(run.get("result") or {})
+    merged_counts = {**stored, **(counts or {})}
+    result = build_result(run_id, "failed", merged_counts, float(run["elapsed_s"]), error=error,
+                          metrics=stored.get("metrics") or run.get("metrics") or {})  # fmt: skip
+    conn.execute(query("runs_fail"), {"run_id": run_id, "error": error[:4000], "result": Jsonb(result)})
+    return result

@@ -1,0 +1,90 @@
+-- Merge this sweep's valid campaigns into offers in one set-based statement, with the audit trail.
+--   added       : campaigns new to offers
+--   updated     : active offers whose content (or brand) changed; audit keeps old and new values
+--   reactivated : inactive offers that are back in the feed (with any content change in the audit)
+--   unchanged   : everything else that was seen; those rows are not written at all
+-- All CTEs read one snapshot, so `changed` holds the values from before the UPDATE.
+WITH src AS (
+    SELECT s.trackier_id, s.hash_id, b.id AS brand_id, s.title, s.description,
+           s.offer_status AS status, s.visibility, s.currency, s.comm_model, s.payout,
+           s.payout_currency, s.revenue, coalesce(s.payouts, '[]'::jsonb) AS payouts,
+           coalesce(s.geo, ARRAY[]::text[]) AS geo, coalesce(s.device, ARRAY[]::text[]) AS device,
+           coalesce(s.os, ARRAY[]::text[]) AS os, coalesce(s.categories, ARRAY[]::text[]) AS categories,
+           s.url, s.preview_url, s.source_created, s.source_modified, s.content_hash
+    FROM {campaigns} AS s
+    JOIN {aliases} AS a ON a.alias = s.advertiser_ref
+    JOIN brands AS b ON b.trackier_id = a.trackier_id
+    WHERE s.status = 'valid'
+),
+changed AS (
+    SELECT src.*, o.id AS offer_id, o.is_active AS was_active,
+           jsonb_build_object(
+               'brand_id', o.brand_id, 'title', o.title, 'description', o.description,
+               'status', o.status, 'visibility', o.visibility, 'currency', o.currency,
+               'comm_model', o.comm_model, 'payout', o.payout, 'payout_currency', o.payout_currency,
+               'revenue', o.revenue, 'payouts', o.payouts, 'geo', o.geo, 'device', o.device, 'os', o.os,
+               'categories', o.categories, 'url', o.url, 'preview_url', o.preview_url,
+               'hash_id', o.hash_id, 'source_modified', o.source_modified, 'is_active', o.is_active
+           ) AS old_doc,
+           jsonb_build_object(
+               'brand_id', src.brand_id, 'title', src.title, 'description', src.description,
+               'status', src.status, 'visibility', src.visibility, 'currency', src.currency,
+               'comm_model', src.comm_model, 'payout', src.payout, 'payout_currency', src.payout_currency,
+               'revenue', src.revenue, 'payouts', src.payouts, 'geo', src.geo, 'device', src.device,
+               'os', src.os, 'categories', src.categories, 'url', src.url, 'preview_url', src.preview_url,
+               'hash_id', src.hash_id, 'source_modified', src.source_modified, 'is_active', true
+           ) AS new_doc
+    FROM src
+    JOIN offers AS o ON o.trackier_id = src.trackier_id
+    WHERE o.content_hash IS DISTINCT FROM src.content_hash
+       OR o.brand_id IS DISTINCT FROM src.brand_id
+       OR NOT o.is_active
+),
+updated AS (
+    UPDATE offers AS o
+    SET hash_id = c.hash_id, brand_id = c.brand_id, title = c.title, description = c.description,
+        status = c.status, visibility = c.visibility, currency = c.currency, comm_model = c.comm_model,
+        payout = c.payout, payout_currency = c.payout_currency, revenue = c.revenue, payouts = c.payouts,
+        geo = c.geo, device = c.device, os = c.os, categories = c.categories, url = c.url,
+        preview_url = c.preview_url, source_created = c.source_created,
+        source_modified = c.source_modified, content_hash = c.content_hash, is_active = true,
+        deactivated_at = NULL, updated_at = now(), last_sync_run_id = %(run_id)s
+    FROM changed AS c
+    WHERE o.id = c.offer_id
+    RETURNING o.id
+),
+inserted AS (
+    INSERT INTO offers (trackier_id, hash_id, brand_id, title, description, status, visibility,
+                        currency, comm_model, payout, payout_currency, revenue, payouts, geo, device,
+                        os, categories, url, preview_url, source_created, source_modified,
+                        content_hash, last_sync_run_id)
+    SELECT trackier_id, hash_id, brand_id, title, description, status, visibility,
+           currency, comm_model, payout, payout_currency, revenue, payouts, geo, device,
+           os, categories, url, preview_url, source_created, source_modified,
+           content_hash, %(run_id)s
+    FROM src
+    WHERE NOT EXISTS (SELECT 1 FROM offers AS o WHERE o.trackier_id = src.trackier_id)
+    RETURNING id, trackier_id
+),
+audit_inserted AS (
+    INSERT INTO offer_audit (run_id, offer_id, trackier_id, action, changes)
+    SELECT %(run_id)s, id, trackier_id, 'inserted', NULL FROM inserted
+    RETURNING 1
+),
+audit_changed AS (
+    INSERT INTO offer_audit (run_id, offer_id, trackier_id, action, changes)
+    SELECT %(run_id)s, c.offer_id, c.trackier_id,
+           CASE WHEN c.was_active THEN 'updated' ELSE 'reactivated' END,
+           (SELECT jsonb_object_agg(n.key, jsonb_build_object('old', o.value, 'new', n.value))
+            FROM jsonb_each(c.new_doc) AS n
+            JOIN jsonb_each(c.old_doc) AS o ON o.key = n.key
+            WHERE o.value IS DISTINCT FROM n.value)
+    FROM changed AS c
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM inserted)                    AS added,
+       (SELECT count(*) FROM changed WHERE was_active)     AS updated,
+       (SELECT count(*) FROM changed WHERE NOT was_active) AS reactivated,
+       (SELECT count(*) FROM src)                         AS seen,
+       (SELECT count(*) FROM updated)                     AS rows_updated,
+       (SELECT count(*) FROM audit_inserted) + (SELECT count(*) FROM audit_changed) AS audit_rows

@@ -1,0 +1,54 @@
+-- Per-run staging tables, named after the run so that two runs can never mix their rows.
+-- UNLOGGED: they are rebuilt from the API on a retry, so WAL would only slow the bulk load down.
+-- Every fetched record lands here, valid or not: `status` says which, and rejects keep raw + reason.
+CREATE UNLOGGED TABLE IF NOT EXISTS {advertisers} (
+    shard            integer NOT NULL,
+    seq              bigint  NOT NULL,      -- shard * 1e9 + position: a deterministic arrival order
+    page             integer,
+    status           text    NOT NULL,      -- valid | rejected | duplicate
+    trackier_id      text,
+    long_id          text,
+    hash_id          text,
+    name             text,
+    company          text,
+    email            text,
+    category         text,
+    brand_status     text,
+    currency         text,
+    tags             text[],
+    source_created   timestamptz,
+    source_modified  timestamptz,
+    content_hash     text,
+    reject_reason    text,
+    raw              text
+);
+CREATE UNLOGGED TABLE IF NOT EXISTS {campaigns} (
+    shard            integer NOT NULL,
+    seq              bigint  NOT NULL,
+    page             integer,
+    status           text    NOT NULL,
+    trackier_id      text,
+    hash_id          text,
+    advertiser_ref   text,
+    title            text,
+    description      text,
+    offer_status     text,
+    visibility       text,
+    currency         text,
+    comm_model       text,
+    payout           numeric(18,6),
+    payout_currency  text,
+    revenue          numeric(18,6),
+    payouts          jsonb,
+    geo              text[],
+    device           text[],
+    os               text[],
+    categories       text[],
+    url              text,
+    preview_url      text,
+    source_created   timestamptz,
+    source_modified  timestamptz,
+    content_hash     text,
+    reject_reason    text,
+    raw              text
+);

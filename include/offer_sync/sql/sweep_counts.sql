@@ -1,0 +1,7 @@
+-- How many records of each entity arrived, by validation status, and how many rejects lack an id
+-- (a sweep with unidentifiable records cannot tell which offers are really gone).
+SELECT 'advertisers' AS entity, status, count(*) AS n, count(*) FILTER (WHERE trackier_id IS NULL) AS no_id
+FROM {advertisers} GROUP BY status
+UNION ALL
+SELECT 'campaigns', status, count(*), count(*) FILTER (WHERE trackier_id IS NULL)
+FROM {campaigns} GROUP BY status

@@ -1,0 +1,10 @@
+-- Keep every rejected record of the run, raw, with its reason, for inspection.
+INSERT INTO sync_rejects (run_id, entity, record_key, reason, raw, shard, page)
+SELECT %(run_id)s, 'advertisers', trackier_id, reject_reason, raw, shard, page
+FROM {advertisers} WHERE status = 'rejected'
+UNION ALL
+SELECT %(run_id)s, 'campaigns', trackier_id, reject_reason,
+       -- an orphan's raw record was not kept in staging; rebuild the useful part of it
+       coalesce(raw, jsonb_build_object('id', trackier_id, 'advertiserId', advertiser_ref, 'title', title)::text),
+       shard, page
+FROM {campaigns} WHERE status = 'rejected'

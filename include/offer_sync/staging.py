@@ -1,0 +1,118 @@
+"""Per-run staging tables and the COPY writer that fills them.
+
+Each run gets its own UNLOGGED tables (named from a hash of the Airflow run id), so a manual run
+and the nightly run can never mix rows, and dropping them afterwards is instant. Each mapped shard
+loads its rows with one ``COPY`` inside one transaction that first deletes the shard's earlier
+rows: a retried or cleared shard replaces its data instead of duplicating it, and a shard killed
+mid-load leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from include.offer_sync.db import load_sql, query
+from include.offer_sync.models import ADVERTISER_COLUMNS, CAMPAIGN_COLUMNS, Reject
+
+STAGING_PREFIX = "offer_sync_stg_"
+SEQ_PER_SHARD = 1_000_000_000
+
+# In staging, `status` is the validation status; the record's own status gets a longer name.
+ADVERTISER_STAGING_COLUMNS = tuple("brand_status" if c == "status" else c for c in ADVERTISER_COLUMNS)
+CAMPAIGN_STAGING_COLUMNS = tuple("offer_status" if c == "status" else c for c in CAMPAIGN_COLUMNS)
+_HEAD = ("shard", "seq", "page", "status")
+_TAIL = ("reject_reason", "raw")
+
+
+@dataclass(frozen=True)
+class StagingTables:
+    """The names of one run's staging tables."""
+
+    run_key: str
+
+    @classmethod
+    def for_run(cls, run_id: str) -> StagingTables:
+        return cls(hashlib.sha1(run_id.encode(), usedforsecurity=False).hexdigest()[:16])
+
+    @property
+    def advertisers(self) -> str:
+        return f"{STAGING_PREFIX}{self.run_key}_adv"
+
+    @property
+    def campaigns(self) -> str:
+        return f"{STAGING_PREFIX}{self.run_key}_cmp"
+
+    @property
+    def aliases(self) -> str:
+        return f"{STAGING_PREFIX}{self.run_key}_alias"
+
+    def names(self) -> dict[str, str]:
+        return {"advertisers": self.advertisers, "campaigns": self.campaigns, "aliases": self.aliases}
+
+    def table_for(self, entity: str) -> str:
+        return self.advertisers if entity == "advertisers" else self.campaigns
+
+
+def create_staging(conn: psycopg.Connection[Any], tables: StagingTables) -> None:
+    conn.execute(query("staging_create", advertisers=tables.advertisers, campaigns=tables.campaigns))
+
+
+def drop_staging(conn: psycopg.Connection[Any], tables: StagingTables) -> None:
+    conn.execute(query("staging_drop", **tables.names()))
+
+
+def drop_leftover_staging(conn: psycopg.Connection[Any], keep: StagingTables) -> list[str]:
+    """Drop staging tables of earlier runs (killed or failed before their own clean-up).
+
+    Only called while holding the merge lock's sibling (the run-level advisory lock), so a run in
+    flight elsewhere cannot lose its tables: ``max_active_runs=1`` plus that lock.
+    """
+    rows = conn.execute(load_sql("staging_list")).fetchall()  # type: ignore[arg-type]
+    stale = [r[0] for r in rows if not r[0].startswith(f"{STAGING_PREFIX}{keep.run_key}")]
+    for name in stale:
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
+    return stale
+
+
+def staging_columns(entity: str) -> tuple[str, ...]:
+    body = ADVERTISER_STAGING_COLUMNS if entity == "advertisers" else CAMPAIGN_STAGING_COLUMNS
+    return (*_HEAD, *body, *_TAIL)
+
+
+class ShardWriter:
+    """Streams one shard's rows into its staging table through a single COPY.
+
+    One COPY per shard (not per page) keeps the statement count independent of the catalogue
+    size; the caller owns the transaction, so the shard lands whole or not at all.
+    """
+
+    def __init__(self, cursor: psycopg.Cursor[Any], table: str, entity: str, shard: int) -> None:
+        self.entity = entity
+        self.shard = shard
+        self._seq = shard * SEQ_PER_SHARD
+        self._body_width = len(staging_columns(entity)) - len(_HEAD) - len(_TAIL)
+        self._empty_body = (None,) * self._body_width
+        columns = sql.SQL(", ").join(sql.Identifier(c) for c in staging_columns(entity))
+        statement = sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(table), columns)
+        self._copy_cm = cursor.copy(statement)
+        self._copy = self._copy_cm.__enter__()
+
+    def write_valid(self, page: int | None, row: tuple[Any, ...]) -> None:
+        self._seq += 1
+        self._copy.write_row((self.shard, self._seq, page, "valid", *row, None, None))
+
+    def write_reject(self, page: int | None, reject: Reject) -> None:
+        self._seq += 1
+        body = (reject.record_key, *self._empty_body[1:])  # keep the id: it still counts as "seen"
+        self._copy.write_row((self.shard, self._seq, page, "rejected", *body, reject.reason, reject.raw))
+
+    def close(self, exc: BaseException | None = None) -> None:
+        if exc is None:
+            self._copy_cm.__exit__(None, None, None)
+        else:
+            self._copy_cm.__exit__(type(exc), exc, exc.__traceback__)

@@ -6,7 +6,8 @@ Pulls every advertiser and campaign from Trackier's v2 API and merges them into 
 
 **Flow.** `start_sync` creates the tables if needed and opens the run's `sync_runs` row;
 `plan_advertisers`/`plan_campaigns` probe the API and split the sweep into coarse shards (page
-ranges when the API reports totals, one cursor stream per entity otherwise). `extract_advertisers` and `extract_campaigns` are mapped over
+ranges when the API reports totals, one cursor stream per entity otherwise).
+`extract_advertisers` and `extract_campaigns` are mapped over
 those shards and run in parallel: each streams its pages, validates every record (pydantic) and
 COPYs it into the run's own staging tables, rejects included with their reasons.
 `check_sweep` resolves duplicates and orphans and trips the error-rate circuit breaker;
@@ -170,7 +171,7 @@ def trackier_offer_sync() -> None:
     publish_result(run, advertisers, campaigns, sweep, merged)
 
 
-def _settings(params: dict, api: bool = True):  # noqa: ANN202 - lazy imports keep DAG parsing cheap
+def _settings(params: dict, api: bool = True):
     from include.offer_sync.settings import DatabaseSettings, TrackierSettings
 
     db = DatabaseSettings.from_airflow()
@@ -186,7 +187,7 @@ def _settings(params: dict, api: bool = True):  # noqa: ANN202 - lazy imports ke
     return db, trackier
 
 
-def _all(*mapped_outputs) -> list[dict]:  # noqa: ANN002
+def _all(*mapped_outputs) -> list[dict]:
     """The summaries of mapped tasks, read by index (iterating would probe one past the end)."""
     return [seq[i] for seq in mapped_outputs for i in range(len(seq))]
 

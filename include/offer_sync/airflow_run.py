@@ -62,7 +62,7 @@ class DagTestRun:
 
     @property
     def succeeded(self) -> bool:
-        return self.returncode == 0 and "state=success" in self.output.replace("state=DagRunState.SUCCESS", "state=success")
+        return self.returncode == 0 and "state=success" in self.output
 
 
 def run_dag_test(env: dict[str, str], conf: dict[str, Any] | None = None, timeout: float = 1800,

@@ -372,12 +372,12 @@ class TrackierClient:
                     pending.append(pool.submit(fetch, next_page))
                     next_page += 1
                 result = pending.pop(0).result()
-                if isinstance(result, Page) and result.page is not None and result.page < last:
-                    if len(result.records) < limit:
-                        yield Anomaly(
-                            entity, result.page, "short_page",
-                            f"page {result.page} of {last} returned {len(result.records)} of {limit} records",
-                        )  # fmt: skip
+                short = isinstance(result, Page) and len(result.records) < limit
+                if short and result.page is not None and result.page < last:
+                    yield Anomaly(
+                        entity, result.page, "short_page",
+                        f"page {result.page} of {last} returned {len(result.records)} of {limit} records",
+                    )  # fmt: skip
                 yield result
 
     def _iter_open_range(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from include.offer_sync import db as dbmod
@@ -54,7 +54,7 @@ def start_sync(
             create_staging(conn, tables)
             start_run(conn, run_id=run_id, dag_id=dag_id, dry_run=bool(params.get("dry_run")),
                       params=params, plan={"run_key": tables.run_key},
-                      started_at=started_at or datetime.now(timezone.utc))  # fmt: skip
+                      started_at=started_at or datetime.now(UTC))  # fmt: skip
     if stale:
         log.info("dropped %d staging tables left by earlier runs: %s", len(stale), ", ".join(stale))
     return {
@@ -175,27 +175,26 @@ def finish(
     metrics = collect_metrics(run, summaries, sweep, merged)
     clean = sweep["complete_sweep"] and sweep["rejected"] == 0 and sweep["failed_pages"] == 0
     status = "completed" if clean else "completed_with_errors"
-    with connect(db) as conn:
-        with conn.transaction():
-            record = get_run(conn, run_id)
-            elapsed = float(record["elapsed_s"]) if record else 0.0
-            dry_run = bool(record and record["dry_run"])
-            result = build_result(
-                run_id, status, merged, elapsed,
-                dry_run=dry_run,
-                complete_sweep=sweep["complete_sweep"],
-                failed_pages=sweep["failed_pages"],
-                problems=sweep["problems"][:10],
-                metrics=metrics,
-            )  # fmt: skip
-            from psycopg.types.json import Jsonb
+    with connect(db) as conn, conn.transaction():
+        record = get_run(conn, run_id)
+        elapsed = float(record["elapsed_s"]) if record else 0.0
+        dry_run = bool(record and record["dry_run"])
+        result = build_result(
+            run_id, status, merged, elapsed,
+            dry_run=dry_run,
+            complete_sweep=sweep["complete_sweep"],
+            failed_pages=sweep["failed_pages"],
+            problems=sweep["problems"][:10],
+            metrics=metrics,
+        )  # fmt: skip
+        from psycopg.types.json import Jsonb
 
-            conn.execute(dbmod.query("runs_finish"), {
-                "run_id": run_id, "status": status, "duration_s": elapsed, "result": Jsonb(result),
-                "metrics": Jsonb(metrics),
-                "error": "; ".join(sweep["problems"][:5]) or None,
-            })  # fmt: skip
-            drop_staging(conn, StagingTables.for_run(run_id))
+        conn.execute(dbmod.query("runs_finish"), {
+            "run_id": run_id, "status": status, "duration_s": elapsed, "result": Jsonb(result),
+            "metrics": Jsonb(metrics),
+            "error": "; ".join(sweep["problems"][:5]) or None,
+        })  # fmt: skip
+        drop_staging(conn, StagingTables.for_run(run_id))
     log.info("sync %s: %s", status, {k: result[k] for k in result if k not in ("metrics", "problems")})
     return result
 
@@ -208,6 +207,6 @@ def record_failure(db: DatabaseSettings, run_id: str, error: str) -> dict[str, A
             if record is None or record["status"] != "running":
                 return dict(record["result"]) if record and record["result"] else None
             return fail_run(conn, run_id, error)
-    except Exception:  # noqa: BLE001 - a dead database is reported by the alert, not here
+    except Exception:
         log.exception("could not record the failure of run %s", run_id)
         return None

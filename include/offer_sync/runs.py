@@ -67,7 +67,9 @@ def get_run(conn: psycopg.Connection[Any], run_id: str) -> dict[str, Any] | None
     return dict(zip([c.name for c in cur.description or ()], row, strict=True))
 
 
-def fail_run(conn: psycopg.Connection[Any], run_id: str, error: str, counts: dict[str, Any] | None = None) -> dict[str, Any]:
+def fail_run(
+    conn: psycopg.Connection[Any], run_id: str, error: str, counts: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Record a failed run (with whatever it counted) and return its ``sync_result``."""
     run = get_run(conn, run_id)
     if run is None:

@@ -48,7 +48,9 @@ class TrackierSettings:
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):
-            raise ConfigurationError(f"trackier_api: base URL must start with http:// or https://, got {self.base_url!r}")
+            raise ConfigurationError(
+                f"trackier_api: base URL must start with http:// or https://, got {self.base_url!r}"
+            )
         if not self.api_key.get_secret_value():
             raise ConfigurationError(
                 "trackier_api: no API key. Put the network (admin) API key from Trackier's panel "

@@ -1,0 +1,318 @@
+"""Fault knobs of the fake Trackier server and the record corruptions it can inject.
+
+Everything here is deterministic on purpose: a failing test must fail the same way on the next
+run. Random-looking decisions are ``hash01(fault_seed, request_number, knob)`` draws, where the
+request number counts API requests since the last ``configure``/``reset_stats``; record corruption
+depends only on ``(fault_seed, record id)`` so a retried page is corrupted identically.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from include.offer_sync.fake_trackier.catalogue import hash01
+
+# Faults a ``script`` entry may name. Most also have a ``rate_*`` knob.
+FAULT_KINDS: tuple[str, ...] = (
+    "429", "429_retry_after", "500", "502", "503", "timeout", "reset", "html_200", "truncated",
+    "short_read", "success_false", "auth_400", "ip_403",
+)  # fmt: skip
+
+# Ways a campaign is corrupted by ``invalid_rate`` / ``invalid_ids`` (see ``corrupt_record``).
+INVALID_KINDS: tuple[str, ...] = (
+    "missing_title", "missing_id", "missing_advertiser_id", "payout_string", "id_object",
+    "negative_payout", "nan_payout", "infinity_payout", "unknown_currency", "long_title",
+    "control_chars", "orphan_advertiser",
+)  # fmt: skip
+
+# The subset that makes sense for an advertiser record (no payout, no advertiser reference).
+ADVERTISER_INVALID_KINDS: tuple[str, ...] = (
+    "missing_title",
+    "missing_id",
+    "id_object",
+    "unknown_currency",
+    "long_title",
+    "control_chars",
+)
+
+# An advertiser id no generated advertiser has (theirs are BLAKE2b output; this is all zeros).
+ORPHAN_ADVERTISER_ID = "000000000000000000000000"
+LONG_TITLE_LENGTH = 100_000
+
+# orjson cannot write NaN/Infinity; with ``nan_literal`` these strings are swapped for the bare
+# tokens after serialisation (what Python's json module accepts and strict parsers reject).
+NAN_SENTINEL = "__fake_trackier_NaN__"
+INF_SENTINEL = "__fake_trackier_Infinity__"
+
+ERROR_BODIES: dict[str, tuple[int, str]] = {
+    "bad_request": (20, "bad request"),
+    "unauthorized": (12, "Unauthorized"),
+    "invalid_key": (13, "Invalid API Key"),
+    "not_found": (31, "Not found"),
+    "too_many": (40, "Too many requests"),
+    "ip": (41, "IP not whitelisted"),
+    "internal": (51, "Internal error"),
+}
+
+HTML_502 = (
+    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+)
+HTML_503 = (
+    b"<html>\r\n<head><title>503 Service Temporarily Unavailable</title></head>\r\n<body>\r\n"
+    b"<center><h1>503 Service Temporarily Unavailable</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    b"</body>\r\n</html>\r\n"
+)
+HTML_200 = (
+    b"<!DOCTYPE html>\n<html><head><title>Maintenance</title></head>\n<body><h1>We'll be back soon</h1>"
+    b"<p>Trackier is undergoing scheduled maintenance. Please try again later.</p></body></html>\n"
+)
+
+_RATE_KNOBS = (
+    "rate_429", "rate_5xx", "rate_timeout", "rate_reset", "rate_html_200", "rate_truncated",
+    "rate_short_read", "rate_success_false", "invalid_rate",
+)  # fmt: skip
+
+
+@dataclasses.dataclass
+class Knobs:
+    """Every fault knob, all off by default. ``update`` validates, so typos fail loudly."""
+
+    latency_ms: float = 0.0
+    latency_jitter_ms: float = 0.0
+    rate_429: float = 0.0
+    retry_after: float | str | None = None
+    rate_5xx: float = 0.0
+    rate_timeout: float = 0.0
+    timeout_sleep_s: float = 30.0
+    rate_reset: float = 0.0
+    rate_html_200: float = 0.0
+    rate_truncated: float = 0.0
+    rate_short_read: float = 0.0
+    rate_success_false: float = 0.0
+    invalid_rate: float = 0.0
+    invalid_ids: list[Any] = dataclasses.field(default_factory=list)
+    invalid_kind: str | dict[str, str] | None = None
+    invalid_advertisers: bool = False
+    nan_literal: bool = False
+    duplicate_ids: bool = False
+    change_while_paging: int | dict[str, Any] | list[dict[str, Any]] | None = None
+    repeat_cursor: int | None = None
+    short_page_at: int | list[int] | None = None
+    short_page_size: int | None = None
+    total_lie: int = 0
+    ip_not_whitelisted: bool = False
+    script: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    fault_seed: int = 0
+
+    def __post_init__(self) -> None:
+        # Ids compared as strings (the client may send 100001 or "100001"), looked up per record.
+        self.invalid_set: frozenset[str] = frozenset(str(i) for i in self.invalid_ids)
+
+    def update(self, values: Mapping[str, Any]) -> None:
+        """Merge ``values`` into the knobs after validating all of them (all or nothing)."""
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"unknown knob(s): {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+        trial = copy.deepcopy(self)
+        for name, value in values.items():
+            setattr(trial, name, _validate(name, value))
+        for name in values:
+            setattr(self, name, getattr(trial, name))
+        self.invalid_set = frozenset(str(i) for i in self.invalid_ids)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def short_pages(self) -> set[int]:
+        if self.short_page_at is None:
+            return set()
+        return {self.short_page_at} if isinstance(self.short_page_at, int) else set(self.short_page_at)
+
+    def cwp_triggers(self) -> list[dict[str, Any]]:
+        """``change_while_paging`` as a list of ``{"after": N, "op": ..., ...}`` triggers."""
+        value = self.change_while_paging
+        if value is None:
+            return []
+        if isinstance(value, int):
+            return [{"after": value, "op": "remove_first"}]
+        return [dict(value)] if isinstance(value, dict) else [dict(v) for v in value]
+
+
+def _number(name: str, value: Any, lo: float = 0.0, hi: float = math.inf) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+        raise ValueError(f"{name} must be a number within [{lo}, {hi}], got {value!r}")
+    return float(value)
+
+
+def _validate(name: str, value: Any) -> Any:
+    """Type-check one knob value; return the normalised value."""
+    if name in _RATE_KNOBS:
+        return _number(name, value, 0.0, 1.0)
+    if name in ("latency_ms", "latency_jitter_ms", "timeout_sleep_s"):
+        return _number(name, value)
+    if name == "retry_after":
+        if value is None or isinstance(value, str):
+            return value
+        return _number(name, value)
+    if name in ("invalid_advertisers", "nan_literal", "duplicate_ids", "ip_not_whitelisted"):
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be true or false")
+        return value
+    if name == "invalid_ids":
+        if not isinstance(value, list):
+            raise ValueError("invalid_ids must be a list of campaign ids")
+        return list(value)
+    if name == "invalid_kind":
+        if value is None:
+            return None
+        if not isinstance(value, (str, dict)):
+            raise ValueError(f"invalid_kind must be one of {INVALID_KINDS} or a {{id: kind}} map")
+        kinds = [value] if isinstance(value, str) else list(value.values())
+        bad = [k for k in kinds if k not in INVALID_KINDS]
+        if bad:
+            raise ValueError(f"invalid_kind {bad[0]!r} is not one of {INVALID_KINDS}")
+        return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
+    if name in ("repeat_cursor", "short_page_size"):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise ValueError(f"{name} must be a non-negative integer or null")
+        return value
+    if name == "short_page_at":
+        items = [value] if isinstance(value, int) else value if isinstance(value, list) else None
+        if value is not None and (
+            items is None or any(isinstance(p, bool) or not isinstance(p, int) for p in items)
+        ):
+            raise ValueError("short_page_at must be a page number, a list of them, or null")
+        return value
+    if name in ("total_lie", "fault_seed"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{name} must be an integer")
+        return value
+    if name == "change_while_paging":
+        if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+            return value
+        items = [value] if isinstance(value, dict) else value if isinstance(value, list) else None
+        if items is None or any(
+            not isinstance(i, dict) or not isinstance(i.get("after"), int) for i in items
+        ):
+            raise ValueError('change_while_paging must be N, {"after": N, "op": ...} or a list of those')
+        return value
+    if name == "script":
+        if not isinstance(value, list):
+            raise ValueError("script must be a list of {path, page, times, fault} entries")
+        out = []
+        for entry in value:
+            if not isinstance(entry, dict) or entry.get("fault") not in FAULT_KINDS:
+                raise ValueError(f"script entry {entry!r}: 'fault' must be one of {FAULT_KINDS}")
+            times = entry.get("times", 1)
+            if isinstance(times, bool) or not isinstance(times, int) or times < -1:
+                raise ValueError(f"script entry {entry!r}: 'times' must be -1 (always) or >= 0")
+            out.append({"path": entry.get("path"), "page": entry.get("page"), "times": times,
+                        "fault": entry["fault"]})  # fmt: skip
+        return out
+    raise ValueError(f"unknown knob {name}")  # pragma: no cover - update() filters names first
+
+
+def draw(seed: int, n: int, knob: str) -> float:
+    """The uniform draw that decides whether ``knob`` fires on API request number ``n``."""
+    return hash01("req", seed, n, knob)
+
+
+def record_is_invalid(knobs: Knobs, record_id: Any, advertiser: bool = False) -> str | None:
+    """The corruption kind for a record id, or None. Depends only on the knobs and the id.
+
+    ``invalid_ids``/``invalid_kind`` name campaigns; advertisers are only hit by ``invalid_rate``
+    and only when ``invalid_advertisers`` is on (a broken advertiser orphans all its campaigns,
+    which would blur a test that counts rejected campaigns).
+    """
+    if advertiser:
+        if not knobs.invalid_advertisers or knobs.invalid_rate <= 0:
+            return None
+        if hash01("invalid-adv", knobs.fault_seed, str(record_id)) >= knobs.invalid_rate:
+            return None
+        pick = int(hash01("kind-adv", knobs.fault_seed, str(record_id)) * len(ADVERTISER_INVALID_KINDS))
+        return ADVERTISER_INVALID_KINDS[pick]
+    if str(record_id) in knobs.invalid_set:
+        pass
+    elif not (
+        knobs.invalid_rate > 0 and hash01("invalid", knobs.fault_seed, str(record_id)) < knobs.invalid_rate
+    ):
+        return None
+    kind = knobs.invalid_kind
+    if isinstance(kind, str):
+        return kind
+    if isinstance(kind, dict) and str(record_id) in kind:
+        return kind[str(record_id)]
+    pick = int(hash01("kind", knobs.fault_seed, str(record_id)) * len(INVALID_KINDS))
+    return INVALID_KINDS[pick]
+
+
+def corrupt_record(record: Any, kind: str) -> Any:
+    """A corrupted *copy* of ``record`` (v2 or simplified shape); the original is left alone."""
+    if not isinstance(record, dict):
+        return record
+    rec = copy.deepcopy(record)
+    title_key = "title" if "title" in rec else "name"
+    adv_key = "advertiserId" if "advertiserId" in rec or "advertiser_id" not in rec else "advertiser_id"
+    if kind == "missing_title":
+        rec.pop(title_key, None)
+    elif kind == "missing_id":
+        rec.pop("id", None)
+    elif kind == "missing_advertiser_id":
+        rec.pop(adv_key, None)
+    elif kind == "id_object":
+        rec["id"] = {}
+    elif kind == "payout_string":
+        _set_payout(rec, lambda _old: "abc")
+    elif kind == "negative_payout":
+        _set_payout(rec, lambda old: -abs(old) if isinstance(old, (int, float)) and old else -5.0)
+    elif kind == "nan_payout":
+        _set_payout(rec, lambda _old: NAN_SENTINEL)
+    elif kind == "infinity_payout":
+        _set_payout(rec, lambda _old: INF_SENTINEL)
+    elif kind == "unknown_currency":
+        rec["currency"] = "XXQ"
+        payouts = rec.get("payouts")
+        if isinstance(payouts, list):
+            for rule in payouts:
+                if isinstance(rule, dict):
+                    rule["currency"] = "XXQ"
+        elif isinstance(rec.get("payout"), dict):
+            rec["payout"]["currency"] = "XXQ"
+    elif kind == "long_title":
+        base = str(rec.get(title_key) or "Long title") + " "
+        rec[title_key] = (base * (LONG_TITLE_LENGTH // len(base) + 1))[:LONG_TITLE_LENGTH]
+    elif kind == "control_chars":
+        rec[title_key] = f"Bad\x00title\x07with\x1bcontrols\x7f {rec.get(title_key, '')}"
+    elif kind == "orphan_advertiser":
+        rec[adv_key] = ORPHAN_ADVERTISER_ID if adv_key == "advertiserId" else "adv_does_not_exist"
+    else:
+        raise ValueError(f"unknown corruption kind {kind!r}")
+    return rec
+
+
+def _set_payout(rec: dict[str, Any], fn: Any) -> None:
+    payouts = rec.get("payouts")
+    if isinstance(payouts, list) and payouts and isinstance(payouts[0], dict):
+        payouts[0]["payout"] = fn(payouts[0].get("payout"))
+    elif isinstance(rec.get("payout"), dict):
+        rec["payout"]["amount"] = fn(rec["payout"].get("amount"))
+    else:
+        rec["payout"] = fn(rec.get("payout"))
+
+
+def apply_nan_literal(body: bytes) -> bytes:
+    """Swap the quoted sentinels for bare ``NaN``/``Infinity`` tokens (invalid JSON on purpose)."""
+    return body.replace(f'"{NAN_SENTINEL}"'.encode(), b"NaN").replace(
+        f'"{INF_SENTINEL}"'.encode(), b"Infinity"
+    )
+
+
+def apply_nan_strings(body: bytes) -> bytes:
+    """Default: the client sees the strings ``"NaN"``/``"Infinity"`` (``float()`` accepts them!)."""
+    return body.replace(NAN_SENTINEL.encode(), b"NaN").replace(INF_SENTINEL.encode(), b"Infinity")

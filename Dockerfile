@@ -1,0 +1,34 @@
+# Image for trackier-offer-sync: the official Airflow image plus exactly requirements.txt.
+#
+#   docker compose build            (docker-compose.yaml builds it as ${AIRFLOW_IMAGE_NAME})
+#   docker build -t trackier-offer-sync-airflow:3.3.2 .
+#
+# The Airflow version in the FROM line must equal the apache-airflow pin in requirements.txt;
+# tests/test_deployment.py fails when they drift apart.
+FROM apache/airflow:3.3.2-python3.11
+
+# The official image installs Python packages as its `airflow` user (into that user's ~/.local).
+USER airflow
+
+COPY --chown=airflow:root requirements.txt /opt/airflow/requirements.txt
+
+# This follows the official "extend the image" recipe: name "apache-airflow==${AIRFLOW_VERSION}" (the
+# image's own version) next to the requirements, so pip can never up- or downgrade Airflow while it
+# resolves them. There is no --constraint file: requirements.txt already pins every direct dependency
+# exactly, and a constraints file would conflict with any pin that differs from it. No
+# _PIP_ADDITIONAL_REQUIREMENTS anywhere: the dependencies are installed once here, at build time.
+RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" -r /opt/airflow/requirements.txt
+
+# The code also goes into the image, so that the same image runs where there are no bind mounts
+# (Celery workers on other machines, KubernetesExecutor pods). docker-compose.yaml bind-mounts the
+# working tree over these folders, so local edits take effect without a rebuild.
+COPY --chown=airflow:root include/ /opt/airflow/include/
+COPY --chown=airflow:root dags/ /opt/airflow/dags/
+COPY --chown=airflow:root plugins/ /opt/airflow/plugins/
+
+# `from include.offer_sync import ...` needs the folder that holds include/ on the import path.
+ENV PYTHONPATH=/opt/airflow
+
+# Fail the build, not the first task, when a dependency is missing or the package does not import.
+# (FAB provides the auth manager that docker-compose.yaml configures; the official image ships it.)
+RUN python -c "import airflow.providers.fab, airflow.providers.http, airflow.providers.postgres, include.offer_sync"

@@ -17,7 +17,7 @@ from tests.conftest import SPEC_FIXTURE, latest_run
 pytestmark = pytest.mark.airflow
 
 
-def _assert_ran(run) -> None:  # noqa: ANN001
+def _assert_ran(run) -> None:
     assert run.succeeded, run.output[-4000:]
 
 
@@ -41,7 +41,8 @@ def test_case_1_nightly_sync_job_execution(airflow, fake_trackier, offers_db_url
     assert sync_result["advertisers_processed"] == 12
     assert sync_result["brands_added"] == 12
     assert (sync_result["updated"], sync_result["unchanged"], sync_result["deactivated"]) == (0, 0, 0)
-    assert sync_result["rejected"] == 0 and sync_result["error_rate"] == 0.0
+    assert sync_result["rejected"] == 0
+    assert sync_result["error_rate"] == 0.0
 
     # The database: every offer linked to its advertiser's brand through a real foreign key.
     assert sql("SELECT count(*) FROM brands") == [(12,)]

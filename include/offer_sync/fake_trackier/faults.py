@@ -82,31 +82,54 @@ _RATE_KNOBS = (
 class Knobs:
     """Every fault knob, all off by default. ``update`` validates, so typos fail loudly."""
 
+    # Delay added to every /v2 request, plus a deterministic 0..jitter extra.
     latency_ms: float = 0.0
     latency_jitter_ms: float = 0.0
+    # HTTP 429, body code 40; ``retry_after`` (seconds, or a raw string) adds a Retry-After header.
     rate_429: float = 0.0
     retry_after: float | str | None = None
+    # One of 500 (JSON, code 51), 502 or 503 (nginx-style HTML).
     rate_5xx: float = 0.0
+    # Sleep ``timeout_sleep_s`` before answering (normally) - a client read timeout fires first.
     rate_timeout: float = 0.0
     timeout_sleep_s: float = 30.0
+    # Close the socket with an RST and no response at all.
     rate_reset: float = 0.0
+    # HTTP 200 with an HTML maintenance page.
     rate_html_200: float = 0.0
+    # HTTP 200 whose JSON body is cut in half (Content-Length matches the cut body: bad JSON).
     rate_truncated: float = 0.0
+    # Content-Length of the full body, only half of it sent, then the connection closes.
     rate_short_read: float = 0.0
+    # HTTP 200 with {"success": false, "error": {"code": 51, ...}}.
     rate_success_false: float = 0.0
+    # Fraction of campaigns (by id) served corrupted; ``invalid_ids`` always are; the kind is
+    # ``invalid_kind`` (one kind, or {id: kind}) or picked per id from INVALID_KINDS.
     invalid_rate: float = 0.0
     invalid_ids: list[Any] = dataclasses.field(default_factory=list)
     invalid_kind: str | dict[str, str] | None = None
+    # Also corrupt advertisers at ``invalid_rate`` (off: keeps rejected-campaign counts exact).
     invalid_advertisers: bool = False
+    # NaN/Infinity payouts as bare tokens (invalid JSON) instead of the strings "NaN"/"Infinity".
     nan_literal: bool = False
+    # Pages after the first start with the previous page's last record (one extra record).
     duplicate_ids: bool = False
+    # N (remove the lowest live id after N list requests), {"after": N, "op": ..., args}, or a list.
     change_while_paging: int | dict[str, Any] | list[dict[str, Any]] | None = None
+    # Cursor pages after page K hand back the token they were asked with.
     repeat_cursor: int | None = None
+    # These pages (page number / cursor ordinal) carry ``short_page_size`` (default limit // 2)
+    # records although more follow; 0 gives an empty page mid-sweep.
     short_page_at: int | list[int] | None = None
     short_page_size: int | None = None
+    # Added to the reported ``total`` (and so to ``totalPages``).
     total_lie: int = 0
+    # Every /v2 request: HTTP 403, code 41.
     ip_not_whitelisted: bool = False
+    # [{"path": "/v2/campaigns", "page": 7, "times": 2, "fault": "503"}]; path/page optional,
+    # times -1 = always. The first matching entry with fires left wins; it beats the rate knobs.
     script: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    # Seed of every random-looking decision (with the request number, or the record id).
     fault_seed: int = 0
 
     def __post_init__(self) -> None:
@@ -184,9 +207,7 @@ def _validate(name: str, value: Any) -> Any:
         return value
     if name == "short_page_at":
         items = [value] if isinstance(value, int) else value if isinstance(value, list) else None
-        if value is not None and (
-            items is None or any(isinstance(p, bool) or not isinstance(p, int) for p in items)
-        ):
+        if value is not None and (items is None or not all(_is_int(p) for p in items)):
             raise ValueError("short_page_at must be a page number, a list of them, or null")
         return value
     if name in ("total_lie", "fault_seed"):
@@ -197,9 +218,7 @@ def _validate(name: str, value: Any) -> Any:
         if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
             return value
         items = [value] if isinstance(value, dict) else value if isinstance(value, list) else None
-        if items is None or any(
-            not isinstance(i, dict) or not isinstance(i.get("after"), int) for i in items
-        ):
+        if items is None or not all(isinstance(i, dict) and _is_int(i.get("after")) for i in items):
             raise ValueError('change_while_paging must be N, {"after": N, "op": ...} or a list of those')
         return value
     if name == "script":
@@ -216,6 +235,10 @@ def _validate(name: str, value: Any) -> Any:
                         "fault": entry["fault"]})  # fmt: skip
         return out
     raise ValueError(f"unknown knob {name}")  # pragma: no cover - update() filters names first
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def draw(seed: int, n: int, knob: str) -> float:
@@ -239,9 +262,7 @@ def record_is_invalid(knobs: Knobs, record_id: Any, advertiser: bool = False) ->
         return ADVERTISER_INVALID_KINDS[pick]
     if str(record_id) in knobs.invalid_set:
         pass
-    elif not (
-        knobs.invalid_rate > 0 and hash01("invalid", knobs.fault_seed, str(record_id)) < knobs.invalid_rate
-    ):
+    elif knobs.invalid_rate <= 0 or hash01("invalid", knobs.fault_seed, str(record_id)) >= knobs.invalid_rate:
         return None
     kind = knobs.invalid_kind
     if isinstance(kind, str):
@@ -308,9 +329,8 @@ def _set_payout(rec: dict[str, Any], fn: Any) -> None:
 
 def apply_nan_literal(body: bytes) -> bytes:
     """Swap the quoted sentinels for bare ``NaN``/``Infinity`` tokens (invalid JSON on purpose)."""
-    return body.replace(f'"{NAN_SENTINEL}"'.encode(), b"NaN").replace(
-        f'"{INF_SENTINEL}"'.encode(), b"Infinity"
-    )
+    body = body.replace(f'"{NAN_SENTINEL}"'.encode(), b"NaN")
+    return body.replace(f'"{INF_SENTINEL}"'.encode(), b"Infinity")
 
 
 def apply_nan_strings(body: bytes) -> bytes:

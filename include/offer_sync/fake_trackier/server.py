@@ -97,6 +97,14 @@ def _error(status: int, kind: str, fault: str | None = None) -> Reply:
     return Reply(status, error_body(kind), fault=fault)
 
 
+def _fail(status: int, code: int, message: str) -> Reply:
+    return Reply(status, orjson.dumps({"success": False, "error": {"code": code, "message": message}}))
+
+
+# (style "page"|"cursor", page ordinal, limit, page number or last key served, token as received)
+_PageParams = tuple[str, int, int, int, str | None]
+
+
 def encode_token(kind: str, last_key: int, ordinal: int) -> str:
     """An opaque cursor: the last key served and the ordinal of the page it leads to.
 
@@ -248,9 +256,8 @@ class ServerState:
         cat = self.catalogue
         result: dict[str, Any]
         if op == "change_payouts":
-            result = {
-                "changed": cat.change_payouts(float(args.get("fraction", 0.1)), int(args.get("seed", 0)))
-            }
+            fraction, seed = float(args.get("fraction", 0.1)), int(args.get("seed", 0))
+            result = {"changed": cat.change_payouts(fraction, seed)}
         elif op == "remove_campaigns":
             ids = args.get("ids")
             if ids is not None and not isinstance(ids, list):
@@ -294,11 +301,9 @@ class ServerState:
         }
         path = path.rstrip("/")
         if path not in routes:
-            return Reply(404, orjson.dumps({"success": False, "error": {"code": 31, "message": "Not found"}}))
+            return _fail(404, 31, "Not found")
         if method not in routes[path]:
-            return Reply(
-                405, orjson.dumps({"success": False, "error": {"code": 30, "message": "Method not allowed"}})
-            )
+            return _fail(405, 30, "Method not allowed")
         try:
             payload = orjson.loads(body) if body.strip() else {}
             if not isinstance(payload, dict):
@@ -329,7 +334,7 @@ class ServerState:
                 out = {"success": True, "op": op, "result": self.mutate(op, payload)}
         except (ValueError, TypeError, KeyError, orjson.JSONDecodeError) as exc:
             message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
-            return Reply(400, orjson.dumps({"success": False, "error": {"code": 20, "message": message}}))
+            return _fail(400, 20, message)
         return Reply(200, orjson.dumps(out))
 
     # ------------------------------------------------------------------ the API
@@ -345,6 +350,7 @@ class ServerState:
             self._total += 1
             self._by_path[template] += 1
         if knobs.ip_not_whitelisted:
+            self._count_fault("ip_not_whitelisted")
             return _error(403, "ip", fault="ip_not_whitelisted")
         key = headers.get("X-Api-Key") or (query.get("apiKey") or [None])[-1]
         if not key:
@@ -354,19 +360,15 @@ class ServerState:
         if route is None:
             return _error(404, "not_found")
         if method != "GET":
-            return Reply(
-                405, orjson.dumps({"success": False, "error": {"code": 30, "message": "Method not allowed"}})
-            )
+            return _fail(405, 30, "Method not allowed")
 
         ordinal: int | None = None
-        page_params: tuple[Any, ...] | None = None
+        page_params: _PageParams | None = None
         if route[0] in ("campaigns", "advertisers"):
             try:
                 page_params = self._page_params(route[0], query)
             except _BadRequest as exc:
-                return Reply(
-                    400, orjson.dumps({"success": False, "error": {"code": 20, "message": str(exc)}})
-                )
+                return _fail(400, 20, str(exc))
             ordinal = page_params[1]
             self._count_list_request()
 
@@ -432,9 +434,7 @@ class ServerState:
                 self._faults["change_while_paging"] += 1
                 self._mutations.append({"after": trigger["after"], "op": trigger.get("op"), "result": result})
 
-    def _page_params(
-        self, kind: str, query: Mapping[str, list[str]]
-    ) -> tuple[str, int, int, int, str | None]:
+    def _page_params(self, kind: str, query: Mapping[str, list[str]]) -> _PageParams:
         """``(style, ordinal, limit, page_or_last_key, token)``; raises ``_BadRequest``."""
         limit = min(_int_param(query, "limit", DEFAULT_LIMIT), MAX_LIMIT)
         use_pages = self.pagination == "page" or (self.pagination == "both" and "page" in query)
@@ -491,11 +491,9 @@ class ServerState:
             return Reply(0, action="reset", fault=fault)
         if fault in ("429", "429_retry_after"):
             reply = _error(429, "too_many", fault=fault)
-            retry_after = (
-                knobs.retry_after
-                if knobs.retry_after is not None
-                else (1 if fault == "429_retry_after" else None)
-            )
+            retry_after = knobs.retry_after
+            if retry_after is None and fault == "429_retry_after":
+                retry_after = 1
             if retry_after is not None:
                 reply.headers.append(("Retry-After", _retry_after_header(retry_after)))
             return reply
@@ -548,9 +546,7 @@ class ServerState:
         (rec,), nan = self._corrupt(knobs, [rec], advertiser=False)
         return Reply(200, self._dumps(knobs, {"success": True, "campaign": rec}, nan))
 
-    def _list(
-        self, knobs: Knobs, kind: str, params: tuple[str, int, int, int, str | None], filters: list[str]
-    ) -> Reply:
+    def _list(self, knobs: Knobs, kind: str, params: _PageParams, filters: list[str]) -> Reply:
         """One list page in either style, with the pagination faults applied."""
         style, ordinal, limit, position, token = params
         cat = self.catalogue
@@ -590,12 +586,8 @@ class ServerState:
             if knobs.repeat_cursor is not None and ordinal > knobs.repeat_cursor and has_next and token:
                 next_token = token
                 self._count_fault("repeat_cursor")
-            if (
-                knobs.duplicate_ids
-                and ordinal > 1
-                and last_key >= 0
-                and space.after(last_key - 1, 1) == [last_key]
-            ):
+            still_live = last_key >= 0 and space.after(last_key - 1, 1) == [last_key]
+            if knobs.duplicate_ids and ordinal > 1 and still_live:
                 keys = [last_key, *keys]
                 self._count_fault("duplicate_ids")
             pagination = {"perPage": limit, "nextPageToken": next_token}
@@ -662,7 +654,8 @@ class _Handler(BaseHTTPRequestHandler):
             status = reply.action if reply.action != "send" else str(reply.status)
             fault = f" fault={reply.fault}" if reply.fault else ""
             print(
-                f"{self.client_address[0]} {method} {redact(self.path)} -> {status} {len(reply.body)}B {took:.1f}ms{fault}",
+                f"{self.client_address[0]} {method} {redact(self.path)} -> {status} "
+                f"{len(reply.body)}B {took:.1f}ms{fault}",
                 file=state.log,
                 flush=True,
             )

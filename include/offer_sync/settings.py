@@ -13,7 +13,7 @@ import json
 import os
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from pydantic import SecretStr
 
@@ -138,7 +138,8 @@ class DatabaseSettings:
     def display(self) -> str:
         """The URL without its password, for logs and the demo's output."""
         parts = urlsplit(self.conninfo)
-        netloc = parts.hostname or ""
+        socket_dir = dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p).get("host")
+        netloc = parts.hostname or unquote(socket_dir or "")
         if parts.port:
             netloc = f"{netloc}:{parts.port}"
         if parts.username:
@@ -151,12 +152,16 @@ class DatabaseSettings:
         user = quote(conn.login or "", safe="")
         password = quote(conn.password or "", safe="")
         auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
-        host = conn.host or "localhost"
-        port = f":{conn.port}" if conn.port else ""
+        host = conn.host or extra.get("host") or "localhost"
         database = quote(conn.schema or "", safe="")
         options = {k: v for k, v in extra.items() if k in ("sslmode", "sslrootcert", "application_name")}
-        query = "&".join(f"{k}={quote(str(v), safe='')}" for k, v in options.items())
-        url = f"postgresql://{auth}{host}{port}/{database}" + (f"?{query}" if query else "")
+        if host.startswith("/"):  # a Unix socket directory (e.g. an embedded server): libpq takes it as ?host=
+            options = {"host": host, **({"port": conn.port} if conn.port else {}), **options}
+            netloc = auth.rstrip("@") + "@" if auth else ""
+        else:
+            netloc = f"{auth}{host}" + (f":{conn.port}" if conn.port else "")
+        query = "&".join(f"{k}={quote(str(v), safe='/')}" for k, v in options.items())
+        url = f"postgresql://{netloc}/{database}" + (f"?{query}" if query else "")
         return cls(conninfo=url, schema=extra.get("search_path") or extra.get("schema"))
 
     @classmethod

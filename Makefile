@@ -1,0 +1,47 @@
+# trackier-offer-sync: `make demo` runs one real sync, `make test` runs every test.
+# Everything lives in .venv/ at the repository root; the first call creates it (about 90 s).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export PYTHONPATH := $(CURDIR)
+SIZES ?= 1k,10k,100k
+PYTEST_ARGS ?=
+
+.PHONY: help install demo test lint bench browser clean
+
+help:
+	@echo "make demo   - run one real sync through Airflow against a fake Trackier (no account needed)"
+	@echo "make test   - lint and run the whole test suite (real PostgreSQL, real HTTP, real Airflow)"
+	@echo "make bench  - benchmark 1k/10k/100k offers against dlt and a hand-written loop (SIZES=1m for 1M)"
+
+$(STAMP): requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(PY) -m include.offer_sync.demo $(ARGS)
+
+# The browser test drives Debian's Chromium; install it when missing and we are allowed to.
+browser:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "Chromium is missing: run 'sudo apt-get install -y chromium'" >&2; exit 1; fi; }
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+test: install browser lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: install
+	$(PY) -m bench.run --sizes $(SIZES)
+
+clean:
+	rm -rf .demo .pytest_cache .ruff_cache bench/out

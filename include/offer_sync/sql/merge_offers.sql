@@ -3,7 +3,7 @@
 --   updated     : active offers whose content (or brand) changed; audit keeps old and new values
 --   reactivated : inactive offers that are back in the feed (with any content change in the audit)
 --   unchanged   : everything else that was seen; those rows are not written at all
--- All CTEs read one snapshot, so `changed` holds the values from before the UPDATE.
+-- All CTEs read one snapshot, so `old` holds the values from before the UPDATE.
 WITH src AS (
     SELECT s.trackier_id, s.hash_id, b.id AS brand_id, s.title, s.description,
            s.offer_status AS status, s.visibility, s.currency, s.comm_model, s.payout,
@@ -16,8 +16,18 @@ WITH src AS (
     JOIN brands AS b ON b.trackier_id = a.trackier_id
     WHERE s.status = 'valid'
 ),
+-- Compare on the narrow columns only (hash, brand, active flag): the wide old values are read
+-- below, by primary key, for the few rows that changed.
 changed AS (
-    SELECT src.*, o.id AS offer_id, o.is_active AS was_active,
+    SELECT src.*, o.id AS offer_id, o.is_active AS was_active
+    FROM src
+    JOIN offers AS o ON o.trackier_id = src.trackier_id
+    WHERE o.content_hash IS DISTINCT FROM src.content_hash
+       OR o.brand_id IS DISTINCT FROM src.brand_id
+       OR NOT o.is_active
+),
+old AS (
+    SELECT c.offer_id,
            jsonb_build_object(
                'brand_id', o.brand_id, 'title', o.title, 'description', o.description,
                'status', o.status, 'visibility', o.visibility, 'currency', o.currency,
@@ -25,20 +35,9 @@ changed AS (
                'revenue', o.revenue, 'payouts', o.payouts, 'geo', o.geo, 'device', o.device, 'os', o.os,
                'categories', o.categories, 'url', o.url, 'preview_url', o.preview_url,
                'hash_id', o.hash_id, 'source_modified', o.source_modified, 'is_active', o.is_active
-           ) AS old_doc,
-           jsonb_build_object(
-               'brand_id', src.brand_id, 'title', src.title, 'description', src.description,
-               'status', src.status, 'visibility', src.visibility, 'currency', src.currency,
-               'comm_model', src.comm_model, 'payout', src.payout, 'payout_currency', src.payout_currency,
-               'revenue', src.revenue, 'payouts', src.payouts, 'geo', src.geo, 'device', src.device,
-               'os', src.os, 'categories', src.categories, 'url', src.url, 'preview_url', src.preview_url,
-               'hash_id', src.hash_id, 'source_modified', src.source_modified, 'is_active', true
-           ) AS new_doc
-    FROM src
-    JOIN offers AS o ON o.trackier_id = src.trackier_id
-    WHERE o.content_hash IS DISTINCT FROM src.content_hash
-       OR o.brand_id IS DISTINCT FROM src.brand_id
-       OR NOT o.is_active
+           ) AS doc
+    FROM changed AS c
+    JOIN offers AS o ON o.id = c.offer_id
 ),
 updated AS (
     UPDATE offers AS o
@@ -76,10 +75,18 @@ audit_changed AS (
     SELECT %(run_id)s, c.offer_id, c.trackier_id,
            CASE WHEN c.was_active THEN 'updated' ELSE 'reactivated' END,
            (SELECT jsonb_object_agg(n.key, jsonb_build_object('old', o.value, 'new', n.value))
-            FROM jsonb_each(c.new_doc) AS n
-            JOIN jsonb_each(c.old_doc) AS o ON o.key = n.key
+            FROM jsonb_each(jsonb_build_object(
+                     'brand_id', c.brand_id, 'title', c.title, 'description', c.description,
+                     'status', c.status, 'visibility', c.visibility, 'currency', c.currency,
+                     'comm_model', c.comm_model, 'payout', c.payout, 'payout_currency', c.payout_currency,
+                     'revenue', c.revenue, 'payouts', c.payouts, 'geo', c.geo, 'device', c.device,
+                     'os', c.os, 'categories', c.categories, 'url', c.url, 'preview_url', c.preview_url,
+                     'hash_id', c.hash_id, 'source_modified', c.source_modified, 'is_active', true
+                 )) AS n
+            JOIN jsonb_each(old.doc) AS o ON o.key = n.key
             WHERE o.value IS DISTINCT FROM n.value)
     FROM changed AS c
+    JOIN old ON old.offer_id = c.offer_id
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM inserted)                    AS added,

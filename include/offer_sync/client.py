@@ -245,6 +245,12 @@ class TrackierClient:
         except requests.ConnectionError as exc:
             self._count("connection_error")
             raise TrackierTransientError(f"connection failed: {_first_line(exc)}") from exc
+        except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as exc:
+            # The connection dropped while the body was streaming (fewer bytes than Content-Length,
+            # a broken chunk or gzip stream). Not a ConnectionError in requests' hierarchy, but the
+            # same thing to us: a new request will most likely get the whole page.
+            self._count("broken_body")
+            raise TrackierTransientError(f"the response body was cut off: {_first_line(exc)}") from exc
         self._count(str(resp.status_code))
         body = _parse_json(resp)
         code = _error_code(body)
@@ -339,16 +345,27 @@ class TrackierClient:
         return Probe("cursor", None, None, per_page)
 
     def iter_page_range(
-        self, entity: Entity, first: int, last: int | None, *, limit: int | None = None, threads: int = 1
+        self,
+        entity: Entity,
+        first: int,
+        last: int | None,
+        *,
+        limit: int | None = None,
+        threads: int = 1,
+        planned_last: int | None = None,
     ) -> Iterator[Page | PageFailure | Anomaly]:
         """Pages ``first..last`` in order (``last=None``: until a short or empty page).
+
+        ``planned_last`` is the last page the probe's total promised. An open range (the last shard
+        of a sweep) reads on past a failed or short page before it, because the total says more
+        pages follow: one bad page must not cost the rest of the shard. An empty page before the
+        promised end stops a range (with an anomaly): with offset paging every later page is empty
+        too, and a lying total must not turn into thousands of empty requests.
 
         With ``threads > 1`` the next pages are fetched while the caller validates and stages the
         current one; order is preserved and at most ``2 * threads`` pages are held in memory.
         """
         limit = limit or self.settings.page_size
-        if last is not None and last - first + 1 > self.settings.max_pages:
-            raise PaginationError(f"{entity}: {last - first + 1} pages is over the cap of {self.settings.max_pages}")
 
         def fetch(n: int) -> Page | PageFailure:
             try:
@@ -359,16 +376,18 @@ class TrackierClient:
                 return PageFailure(entity, n, None, str(exc), self.settings.max_retries + 1)
 
         if last is None:
-            yield from self._iter_open_range(entity, first, limit, fetch)
+            yield from self._iter_open_range(entity, first, limit, fetch, planned_last)
             return
         from concurrent.futures import ThreadPoolExecutor
 
+        cap = self.settings.max_pages
+        stop = min(last, first + cap - 1)  # a range over the cap is cut (and reported), not refused
         window = max(1, threads) * 2
         with ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix=f"fetch-{entity}") as pool:
             pending = []
             next_page = first
-            while next_page <= last or pending:
-                while next_page <= last and len(pending) < window:
+            while next_page <= stop or pending:
+                while next_page <= stop and len(pending) < window:
                     pending.append(pool.submit(fetch, next_page))
                     next_page += 1
                 result = pending.pop(0).result()
@@ -376,12 +395,25 @@ class TrackierClient:
                 if short and result.page is not None and result.page < last:
                     yield Anomaly(
                         entity, result.page, "short_page",
-                        f"page {result.page} of {last} returned {len(result.records)} of {limit} records",
+                        f"page {result.page} of {last} returned {len(result.records)} of {limit} records"
+                        + ("; the list ends early, stopped reading" if not result.records else ""),
                     )  # fmt: skip
+                    if not result.records:
+                        for future in pending:
+                            future.cancel()
+                        return
                 yield result
+        if stop < last:
+            detail = f"pages {first}-{last} are over the cap of {cap} pages; stopped after page {stop}"
+            yield Anomaly(entity, stop + 1, "page_cap", detail)
 
     def _iter_open_range(
-        self, entity: Entity, first: int, limit: int, fetch: Callable[[int], Page | PageFailure]
+        self,
+        entity: Entity,
+        first: int,
+        limit: int,
+        fetch: Callable[[int], Page | PageFailure],
+        planned_last: int | None,
     ) -> Iterator[Page | PageFailure | Anomaly]:
         n = first
         while True:
@@ -390,10 +422,22 @@ class TrackierClient:
                 return
             result = fetch(n)
             yield result
+            promised = planned_last is not None and n < planned_last
             if isinstance(result, PageFailure):
+                if promised:
+                    n += 1  # recorded by the caller; the pages after it still exist
+                    continue
                 return  # without a total we cannot know where the end is; the sweep is incomplete
             if len(result.records) < limit:
-                return
+                if not promised:
+                    return  # the end of the list
+                yield Anomaly(
+                    entity, n, "short_page",
+                    f"page {n} of {planned_last} returned {len(result.records)} of {limit} records"
+                    + ("; the list ends early, stopped reading" if not result.records else ""),
+                )  # fmt: skip
+                if not result.records:
+                    return
             n += 1
 
     def iter_cursor(self, entity: Entity, *, limit: int | None = None) -> Iterator[Page | PageFailure | Anomaly]:

@@ -100,7 +100,8 @@ def extract_shard(
     if shard["style"] == "cursor":
         pages = client.iter_cursor(entity, limit=limit)
     else:
-        pages = client.iter_page_range(entity, shard["first"], shard["last"], limit=limit, threads=fetch_threads)
+        pages = client.iter_page_range(entity, shard["first"], shard["last"], limit=limit, threads=fetch_threads,
+                                       planned_last=shard.get("planned_last"))  # fmt: skip
 
     with connect(db) as conn, conn.cursor() as cur:
         cur.execute(query("staging_clear_shard", table=tables.table_for(entity)), {"shard": index})

@@ -67,9 +67,14 @@ def test_missing_currency_means_usd() -> None:
         ({"title": "   "}, "title: must not be blank"),
         ({"title": "a" * 600}, "title: String should have at most 500 characters"),
         ({"title": "bad\x07bell"}, "title: contains control characters"),
-        ({"advertiserId": None}, "advertiserId: must be an id (string or integer), got NoneType"),
-        ({"id": {"x": 1}}, "id: must be an id (string or integer), got dict"),
-        ({"id": True}, "id: must be an id (string or integer), got a boolean"),
+        ({"advertiserId": None}, "advertiserId: Input should be a valid string (got None)"),
+        ({"id": {"x": 1}}, "id: Input should be a valid string"),
+        ({"id": True}, "id: Input should be a valid string (got True)"),
+        ({"id": 1.5}, "id: Input should be a valid string (got 1.5)"),
+        ({"id": "a\ud800b"}, "id: Input should be a valid string, unable to parse raw data as a unicode string"),
+        ({"geo": ["US", "G\x00B"]}, "geo.1: contains control characters"),
+        ({"payouts": [{"payout": 1, "_id": "r\x1b1"}]}, "payouts.0._id: contains control characters"),
+        ({"description": "ok\ttabs\nnewlines but a \x00 NUL"}, "description: contains control characters"),
         ({"currency": "XXQ"}, "currency: 'XXQ' is not an ISO 4217 currency code"),
         ({"payouts": [{"payout": -1}]}, "payouts.0.payout: Input should be greater than or equal to 0"),
         ({"payouts": [{"payout": "NaN"}]}, "payouts.0.payout: Input should be a finite number"),
@@ -112,6 +117,20 @@ def test_hostile_but_valid_names_are_kept_byte_for_byte() -> None:
     valid, rejects = validate_page(Campaign, records)
     assert rejects == []
     assert [c.title for c in valid] == names
+
+
+def test_every_problem_of_a_record_is_reported_at_once() -> None:
+    record = {**REAL_CAMPAIGN, "title": "bad\x07", "currency": "XXQ", "geo": ["\x01"]}
+    _, (reject,) = validate_page(Campaign, [record])
+    assert "title: contains control characters" in reject.reason
+    assert "currency: 'XXQ' is not an ISO 4217 currency code" in reject.reason
+    assert "geo.0: contains control characters" in reject.reason
+
+
+def test_integer_ids_become_strings_and_descriptions_keep_whitespace() -> None:
+    record = {**REAL_CAMPAIGN, "id": 77.0, "advertiserId": 1001, "description": "a\tb\r\nc"}
+    (campaign,), _ = validate_page(Campaign, [record])
+    assert (campaign.id, campaign.advertiser_ref, campaign.description) == ("77", "1001", "a\tb\r\nc")
 
 
 def test_content_hash_changes_with_content_not_with_key_order() -> None:

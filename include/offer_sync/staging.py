@@ -21,6 +21,8 @@ from include.offer_sync.models import ADVERTISER_COLUMNS, CAMPAIGN_COLUMNS, Reje
 
 STAGING_PREFIX = "offer_sync_stg_"
 SEQ_PER_SHARD = 1_000_000_000
+#: A run still 'running' after this long is dead (dagrun_timeout is 2 h): its staging may go.
+STAGING_MAX_AGE = "6 hours"
 
 # In staging, `status` is the validation status; the record's own status gets a longer name.
 ADVERTISER_STAGING_COLUMNS = tuple("brand_status" if c == "status" else c for c in ADVERTISER_COLUMNS)
@@ -69,10 +71,12 @@ def drop_staging(conn: psycopg.Connection[Any], tables: StagingTables) -> None:
 def drop_leftover_staging(conn: psycopg.Connection[Any], keep: StagingTables) -> list[str]:
     """Drop staging tables of earlier runs (killed or failed before their own clean-up).
 
-    Only called while holding the merge lock's sibling (the run-level advisory lock), so a run in
-    flight elsewhere cannot lose its tables: ``max_active_runs=1`` plus that lock.
+    Called under the merge lock, so no merge is reading the tables we look at. Tables of runs
+    still in flight (``sync_runs.status = 'running'``, not merged, younger than
+    ``STAGING_MAX_AGE``) are kept: ``max_active_runs=1`` does not stop a second deployment, an
+    ``airflow dags test`` or a cleared old run from starting while the nightly run is extracting.
     """
-    rows = conn.execute(load_sql("staging_list")).fetchall()  # type: ignore[arg-type]
+    rows = conn.execute(load_sql("staging_list"), {"max_age": STAGING_MAX_AGE}).fetchall()  # type: ignore[arg-type]
     stale = [r[0] for r in rows if not r[0].startswith(f"{STAGING_PREFIX}{keep.run_key}")]
     for name in stale:
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))

@@ -22,6 +22,7 @@ from include.offer_sync.models import (
     campaign_row,
     validate_page,
 )
+from include.offer_sync.runs import get_run, is_merged
 from include.offer_sync.settings import DatabaseSettings
 from include.offer_sync.staging import ShardWriter, StagingTables
 
@@ -104,6 +105,12 @@ def extract_shard(
                                        planned_last=shard.get("planned_last"))  # fmt: skip
 
     with connect(db) as conn, conn.cursor() as cur:
+        if is_merged(get_run(conn, run_id)):
+            # This task cleared and run again after the merge: the run's data is final and its
+            # staging gone; fetching again could only overwrite the page errors it recorded.
+            log.info("%s: run %s already merged; nothing to fetch", shard["label"], run_id)
+            summary.wall_s = time.perf_counter() - started
+            return summary
         cur.execute(query("staging_clear_shard", table=tables.table_for(entity)), {"shard": index})
         cur.execute(query("page_errors_clear_shard"), {"run_id": run_id, "entity": entity, "shard": index})
         writer = ShardWriter(cur, tables.table_for(entity), entity, index)

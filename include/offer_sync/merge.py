@@ -76,7 +76,10 @@ def merge_sweep(
                 "deactivation_skipped": deactivate_missing and not may_deactivate,
             }  # fmt: skip
             merge_metrics = {**(metrics or {}), "merge": {k: round(v, 3) for k, v in timings.items()}}
-            provisional = build_result(run_id, "completed", counts, 0.0, dry_run=dry_run, metrics=merge_metrics)
+            # The sweep's verdict goes with the counts: a check_sweep cleared after the merge reads it back.
+            provisional = build_result(run_id, "completed", counts, 0.0, dry_run=dry_run, metrics=merge_metrics,
+                                       complete_sweep=sweep["complete_sweep"], failed_pages=sweep["failed_pages"],
+                                       problems=sweep["problems"][:10])  # fmt: skip
             conn.execute(
                 query("runs_record_merge"),
                 {**params, **{k: provisional[k] for k in provisional if k in _RECORD_KEYS},

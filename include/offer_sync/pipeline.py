@@ -17,7 +17,15 @@ from include.offer_sync.db import connect
 from include.offer_sync.extract import extract_shard, peak_rss_mb
 from include.offer_sync.merge import merge_sweep
 from include.offer_sync.plan import plan_shards
-from include.offer_sync.runs import build_result, fail_run, get_run, start_run
+from include.offer_sync.runs import (
+    build_result,
+    fail_run,
+    get_run,
+    is_finished,
+    is_merged,
+    recorded_sweep,
+    start_run,
+)
 from include.offer_sync.schema import ensure_schema
 from include.offer_sync.settings import DatabaseSettings, TrackierSettings
 from include.offer_sync.staging import StagingTables, create_staging, drop_leftover_staging, drop_staging
@@ -41,20 +49,28 @@ def start_sync(
     params: dict[str, Any],
     started_at: datetime | None = None,
 ) -> dict[str, Any]:
-    """Create the schema if needed, drop stale staging, create this run's staging, open the run record."""
+    """Create the schema if needed, drop stale staging, create this run's staging, open the run record.
+
+    A run that already merged (this task cleared and run again) is left exactly as it is: its
+    results are final, and the tasks after this one recognise it and return what it recorded.
+    """
     t0 = time.perf_counter()
     s0 = dbmod.STATEMENTS.count
     tables = StagingTables.for_run(run_id)
+    stale: list[str] = []
     with connect(db) as conn:
         ensure_schema(conn)
         with conn.transaction():
             # The merge lock: no other run is merging while we look for tables it might still need.
             conn.execute(dbmod.query("merge_lock"))
-            stale = drop_leftover_staging(conn, keep=tables)
-            create_staging(conn, tables)
-            start_run(conn, run_id=run_id, dag_id=dag_id, dry_run=bool(params.get("dry_run")),
-                      params=params, plan={"run_key": tables.run_key},
-                      started_at=started_at or datetime.now(UTC))  # fmt: skip
+            if is_merged(get_run(conn, run_id)):
+                log.info("run %s already merged; its results are final and nothing is restarted", run_id)
+            else:
+                stale = drop_leftover_staging(conn, keep=tables)
+                create_staging(conn, tables)
+                start_run(conn, run_id=run_id, dag_id=dag_id, dry_run=bool(params.get("dry_run")),
+                          params=params, plan={"run_key": tables.run_key},
+                          started_at=started_at or datetime.now(UTC))  # fmt: skip
     if stale:
         log.info("dropped %d staging tables left by earlier runs: %s", len(stale), ", ".join(stale))
     return {
@@ -106,8 +122,15 @@ def check(
     t0 = time.perf_counter()
     s0 = dbmod.STATEMENTS.count
     with connect(db) as conn:
-        sweep = check_sweep(conn, run["run_id"], summaries,
-                            expected_totals=expected_totals(summaries), max_error_rate=max_error_rate)  # fmt: skip
+        with conn.transaction():
+            record = get_run(conn, run["run_id"])
+        if is_merged(record):
+            assert record is not None
+            log.info("run %s already merged; returning the sweep it recorded", run["run_id"])
+            sweep = recorded_sweep(record)
+        else:
+            sweep = check_sweep(conn, run["run_id"], summaries,
+                                expected_totals=expected_totals(summaries), max_error_rate=max_error_rate)  # fmt: skip
     sweep["metrics"] = {"wall_s": round(time.perf_counter() - t0, 3), "peak_rss_mb": round(peak_rss_mb(), 1),
                         "db_statements": _statements_since(s0)}  # fmt: skip
     return sweep
@@ -177,6 +200,12 @@ def finish(
     status = "completed" if clean else "completed_with_errors"
     with connect(db) as conn, conn.transaction():
         record = get_run(conn, run_id)
+        if is_finished(record):
+            assert record is not None
+            # This task cleared and run again: the run's result is final; hand it out unchanged.
+            drop_staging(conn, StagingTables.for_run(run_id))
+            log.info("run %s already finished (%s); returning its recorded result", run_id, record["status"])
+            return dict(record["result"])
         elapsed = float(record["elapsed_s"]) if record else 0.0
         dry_run = bool(record and record["dry_run"])
         result = build_result(

@@ -80,3 +80,36 @@ def fail_run(
                           metrics=stored.get("metrics") or run.get("metrics") or {})  # fmt: skip
     conn.execute(query("runs_fail"), {"run_id": run_id, "error": error[:4000], "result": Jsonb(result)})
     return result
+
+
+def is_merged(record: dict[str, Any] | None) -> bool:
+    """Whether a run's merge has committed (a dry run never has: it rolls its merge back)."""
+    return record is not None and record.get("merged_at") is not None
+
+
+def is_finished(record: dict[str, Any] | None) -> bool:
+    """Whether a run merged and closed: its ``result`` is final."""
+    if record is None or not is_merged(record):
+        return False
+    return record["status"] in ("completed", "completed_with_errors") and bool(record["result"])
+
+
+def recorded_sweep(record: dict[str, Any]) -> dict[str, Any]:
+    """The sweep figures a merged run recorded, for a ``check_sweep`` that is cleared and run again.
+
+    Once a run has merged, its staging tables are gone (or about to be) and what it found is
+    history: re-checking would count an empty staging and overwrite the run's rejects. The merge
+    records these figures in ``result`` in the same transaction, so they are always there.
+    """
+    result = dict(record.get("result") or {})
+    sweep: dict[str, Any] = {
+        k: int(result.get(k) or 0)
+        for k in ("advertisers_processed", "campaigns_processed", "rejected", "duplicates", "failed_pages")
+    }
+    sweep.update(
+        complete_sweep=bool(result.get("complete_sweep")),
+        error_rate=float(result.get("error_rate") or 0.0),
+        problems=list(result.get("problems") or []),
+        already_merged=True,
+    )
+    return sweep

@@ -172,6 +172,12 @@ class Campaign(BaseModel):
             data["payouts"] = [
                 {**r, "_id": _id_to_str(r["_id"])} if isinstance(r, dict) and "_id" in r else r for r in rules
             ]
+            for i, rule in enumerate(rules):
+                # pydantic's float takes true/false as 1.0/0.0: a boolean payout is a wrong type, not 1.
+                if isinstance(rule, dict):
+                    for key in ("payout", "revenue"):
+                        if isinstance(rule.get(key), bool):
+                            raise ValueError(f"payouts.{i}.{key}: must be a number, got a boolean")
         return data
 
     @model_validator(mode="after")
@@ -382,10 +388,18 @@ def _short_repr(value: Any, width: int = 60) -> str | None:
 
 
 def _record_key(record: Any) -> str | None:
+    """The id a reject is filed under, or None when there is no usable one.
+
+    An id with control characters or lone surrogates cannot be stored in a text column (PostgreSQL
+    refuses NUL and unencodable text: the whole shard's COPY failed on one such record), and it
+    cannot be the id of a stored offer either. It counts as unidentified, which keeps the sweep
+    from deactivating anything; the raw record (JSON-escaped) still shows it.
+    """
     if isinstance(record, dict):
         key = record.get("id")
         if isinstance(key, (str, int)) and not isinstance(key, bool):
-            return str(key)[:MAX_ID_LENGTH]
+            text = str(key)[:MAX_ID_LENGTH]
+            return None if _CONTROL_CHARS.search(text) else text
     return None
 
 

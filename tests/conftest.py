@@ -28,6 +28,7 @@ import pytest
 from include.offer_sync.airflow_run import DagTestRun, airflow_env, prepare_home, run_dag_test
 from include.offer_sync.fake_trackier import Catalogue, FakeTrackier
 from include.offer_sync.settings import DatabaseSettings, TrackierSettings
+from tests.airflow_server import airflow_server  # noqa: F401  (session fixture: a running api-server + scheduler)
 
 TEST_API_KEY = "test-key-3f9a"  # a fake key, for the fake server only
 SPEC_FIXTURE = {

@@ -16,7 +16,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
@@ -183,8 +183,12 @@ class Campaign(BaseModel):
     @model_validator(mode="after")
     def _rules_pydantic_cannot_express(self) -> Campaign:
         rules = self.payouts
+        out_of_range: list[str] = []
+        self.__dict__["created"] = _as_utc("created", self.created, out_of_range)
+        self.__dict__["modified"] = _as_utc("modified", self.modified, out_of_range)
         clean = (
-            self.id.strip() and self.advertiser_ref.strip() and self.title.strip()
+            not out_of_range
+            and self.id.strip() and self.advertiser_ref.strip() and self.title.strip()
             and self.currency in ISO_4217
             and all(r.currency is None or r.currency in ISO_4217 for r in rules)
             and not _CONTROL_CHARS.search("".join(self._names()))
@@ -192,6 +196,7 @@ class Campaign(BaseModel):
         )  # fmt: skip
         if not clean:  # the rare case: find every problem, by field, for the reject reason
             p = _Problems()
+            p.items.extend(out_of_range)
             p.not_blank("id", self.id)
             p.not_blank("advertiserId", self.advertiser_ref)
             p.not_blank("title", self.title)
@@ -272,6 +277,8 @@ class Advertiser(BaseModel):
     @model_validator(mode="after")
     def _rules_pydantic_cannot_express(self) -> Advertiser:
         p = _Problems()
+        self.__dict__["created"] = _as_utc("created", self.created, p.items)
+        self.__dict__["modified"] = _as_utc("modified", self.modified, p.items)
         p.not_blank("id", self.id)
         p.not_blank("name", self.name)
         names = {"id": self.id, "_id": self.long_id, "hashId": self.hash_id, "name": self.name,
@@ -281,6 +288,26 @@ class Advertiser(BaseModel):
         self.__dict__["currency"] = p.currency("currency", self.currency)
         p.raise_if_any()
         return self
+
+
+def _as_utc(field: str, value: datetime | None, problems: list[str]) -> datetime | None:
+    """Timestamps are kept in UTC (a naive one is taken as UTC, as Trackier sends ``Z``).
+
+    pydantic accepts UTC offsets up to +-23:59, PostgreSQL's timestamptz only up to +-15:59: an
+    offset like ``+16:00`` passed validation and then failed the shard's whole COPY. In UTC the
+    offset is gone; a date that leaves the years 1-9999 on the way is a problem of its record.
+    """
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    if not value.utcoffset():
+        return value
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        problems.append(f"{field}: {value.isoformat()} is out of range once converted to UTC")
+        return value
 
 
 def _json_type(value: Any) -> str:

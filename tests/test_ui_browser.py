@@ -131,6 +131,9 @@ def test_offer_sync_page_manual_sync(airflow_server: LiveAirflow, browser: Any) 
             # Live progress: records staged (from pg_stat_progress_copy / finished shards) > 0.
             expect(_tile(frame, "staged")).to_have_text(re.compile(r"^[1-9][\d,]*$"), timeout=60_000)
             expect(_tile(frame, "tasks")).to_have_text(re.compile(r"^\d+ / \d+$"))
+            # ... and moving: the bar passes 20% while the run is still running (merge comes after 100%).
+            bar = frame.locator('#current-body [role="progressbar"]')
+            expect(bar).to_have_attribute("aria-valuenow", re.compile(r"^([2-9]\d|100)$"), timeout=60_000)
             page.screenshot(path=str(DOCS / "offer-sync-page-running.png"))
             expect(frame.locator("body")).to_have_attribute("data-state", "idle", timeout=240_000)
         finally:
@@ -191,6 +194,8 @@ def test_stock_trigger_form_with_changed_params(airflow_server: LiveAirflow, bro
         rate = dialog.get_by_role("spinbutton", name="Max error rate")
         rate.fill("0.2")
         rate.blur()
+        dialog.get_by_text("Dry run", exact=False).first.scroll_into_view_if_needed()
+        page.screenshot(path=str(DOCS / "trigger-dag-form.png"))
         page.get_by_test_id("trigger-dag-submit").click()
 
         new = wait_until(lambda: [r for r in live.dag_runs() if r["dag_run_id"] not in before], 60,

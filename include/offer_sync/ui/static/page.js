@@ -259,8 +259,13 @@
   }
 
   // --- signed-out / forbidden states -----------------------------------------------------------
+  function hideContent(text) {
+    document.querySelector("main").hidden = true;
+    $("refreshed").textContent = text;
+  }
   function showSignedOut() {
     stop();
+    hideContent("Not refreshing: signed out.");
     const next = `${BASE}/`;
     const login = el("a", { href: `/auth/login?next=${encodeURIComponent(next)}`, text: "Log in again", class: "btn" });
     replace("banners", banner("error", "You are signed out.", "Your Airflow session has expired or was ended. ", login));
@@ -268,6 +273,7 @@
   }
   function showForbidden() {
     stop();
+    hideContent("Not refreshing: not allowed.");
     replace("banners", banner("error", "Not allowed.", "Your role may not view the offer sync's runs."));
     $("sync-button").disabled = true;
   }
@@ -311,6 +317,7 @@
     schedule(data.active ? POLL_ACTIVE_MS : POLL_IDLE_MS);
   }
 
+  if (!CAN_TRIGGER) document.querySelector(".who").append(el("span", { class: "tag", text: "view only", title: "Your role can view syncs but not start them" }));
   $("sync-button").addEventListener("click", triggerSync);
   const dagLink = $("dag-link");
   dagLink.replaceWith(airflowLink(dagLink.getAttribute("href"), dagLink.textContent, "mono"));

@@ -24,7 +24,13 @@ or through the session fixture ``airflow_server`` (registered in ``conftest.py``
 owns a fake Trackier (``.fake``, knobs changeable at run time) and a fresh offers database
 (``.offers_db_url``, ``.sql(...)``). One instance serves the whole session: start-up costs
 ~15 s on two cores, so tests share it and must compare against the database's state, not assume
-an empty one.
+an empty one (and put back any fake knob or catalogue change they make).
+
+``live_airflow(pg_admin_url, catalogue, **running_airflow_kwargs)`` builds the same bundle for a
+test that needs its own instance (other env vars, ``triggerer=True`` for async deadline
+callbacks). Helpers on ``AirflowServer``: ``token(user)``, ``api(method, path, user=...)``,
+``unpause_and_settle()``, ``trigger(conf=...)``, ``wait_for_run(run_id)``, ``dag_runs()``,
+``return_value(run_id, task_id)``, ``metadata(sql)``, ``log_tail(component)``.
 """
 
 from __future__ import annotations

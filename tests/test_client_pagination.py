@@ -86,3 +86,43 @@ def test_wrong_key_fails_at_once_with_what_to_fix(fake_trackier) -> None:
         client.fetch_page("campaigns", page=1)
     assert "not-the-key" not in str(excinfo.value)
     assert client.stats.requests == 1, "a bad key must not be retried"
+
+
+def test_a_200_without_the_record_list_is_retried() -> None:
+    """A proxy answering ``{"success": true}`` with no list must be retried, not taken as data."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    answers = [{"success": True}, {"success": True, "campaigns": [{"id": 1}], "pagination": {}}]
+    served: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps(answers[min(len(served), 1)]).encode()
+            served.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        from pydantic import SecretStr
+
+        from include.offer_sync.settings import TrackierSettings
+
+        client = TrackierClient(TrackierSettings(base_url=f"http://127.0.0.1:{server.server_port}",
+                                                 api_key=SecretStr("k"), requests_per_second=0,
+                                                 backoff_base_s=0.01, backoff_max_s=0.02))  # fmt: skip
+        page = client.fetch_page("campaigns", page=1)
+    finally:
+        server.shutdown()
+    assert page.records == [{"id": 1}]
+    assert len(served) == 2
+    assert client.stats.retries == 1

@@ -193,8 +193,13 @@ class TrackierClient:
             self._local.session = session
         return session
 
-    def get_json(self, path: str, params: list[tuple[str, Any]] | dict[str, Any]) -> dict[str, Any]:
+    def get_json(
+        self, path: str, params: list[tuple[str, Any]] | dict[str, Any], *, list_key: str | None = None
+    ) -> dict[str, Any]:
         """GET ``path`` and return its JSON body, retrying what is worth retrying.
+
+        With ``list_key``, a body without that list counts as a transient failure too (a proxy
+        page or a half-deployed API, most likely), so it is retried like any other.
 
         Raises ``TrackierAuthError`` at once for key/IP/account problems, ``TrackierResponseError``
         at once for a request the server calls malformed (retrying it would not change it), and
@@ -206,7 +211,12 @@ class TrackierClient:
         for attempt in range(1, attempts + 1):
             self.limiter.acquire()
             try:
-                return self._get_once(path, params)
+                body = self._get_once(path, params)
+                if list_key is not None and not isinstance(body.get(list_key), list):
+                    raise TrackierTransientError(
+                        f"the response has no {list_key!r} list (keys: {sorted(body)[:10]})"
+                    )
+                return body
             except TrackierAuthError:
                 raise
             except TrackierTransientError as exc:
@@ -308,11 +318,8 @@ class TrackierClient:
             params.append(("page", page))
         elif token:
             params.append(("pageToken", token))
-        body = self.get_json(f"/v2/{entity}", params)
-        records = body.get(entity)
-        if not isinstance(records, list):
-            # A proxy or a half-deployed API, most likely: worth another try.
-            raise TrackierTransientError(f"the response has no {entity!r} list (keys: {sorted(body)[:10]})")
+        body = self.get_json(f"/v2/{entity}", params, list_key=entity)
+        records = body[entity]
         pagination = body.get("pagination") or {}
         if not isinstance(pagination, dict):
             pagination = {}

@@ -140,3 +140,19 @@ def test_staging_is_dropped_after_the_run(world, sql) -> None:
     _, api, db = world
     run_sync(db, api, "run-1")
     assert sql("SELECT count(*) FROM pg_class WHERE relname LIKE 'offer\\_sync\\_stg\\_%'") == [(0,)]
+
+
+def test_a_feed_that_lost_most_offers_deactivates_none(world, sql) -> None:
+    """An empty or truncated feed that still looks complete must not switch the catalogue off."""
+    catalogue, api, db = world
+    run_sync(db, api, "run-1")
+    catalogue.remove_campaigns(count=60)  # two thirds of the catalogue vanish at once
+    result = run_sync(db, api, "run-2")
+    assert result["status"] == "completed_with_errors"
+    assert result["deactivated"] == 0
+    assert any("deactivation guard: 60 of 90 active offers" in p for p in result["problems"])
+    assert sql("SELECT count(*) FROM offers WHERE is_active") == [(90,)]
+    assert sql("SELECT count(*) FROM offer_audit WHERE action = 'deactivated'") == [(0,)]
+    # An operator who knows it is real raises the limit for one run, and it goes through.
+    result = run_sync(db, api, "run-3", max_deactivate_rate=1.0)
+    assert (result["status"], result["deactivated"]) == ("completed", 60)

@@ -11,7 +11,9 @@ from typing import Any
 from include.offer_sync import pipeline
 from include.offer_sync.settings import DatabaseSettings, TrackierSettings
 
-DEFAULT_PARAMS: dict[str, Any] = {"dry_run": False, "max_error_rate": 0.05, "deactivate_missing": True}
+DEFAULT_PARAMS: dict[str, Any] = {
+    "dry_run": False, "max_error_rate": 0.05, "deactivate_missing": True, "max_deactivate_rate": 0.2,
+}  # fmt: skip
 
 
 def run_sync(db: DatabaseSettings, api: TrackierSettings, run_id: str, **params: Any) -> dict[str, Any]:
@@ -21,6 +23,8 @@ def run_sync(db: DatabaseSettings, api: TrackierSettings, run_id: str, **params:
     shards = [*pipeline.plan_entity(api, "advertisers"), *pipeline.plan_entity(api, "campaigns")]
     summaries = [pipeline.extract(db, api, run, shard) for shard in shards]
     sweep = pipeline.check(db, run, summaries, float(p["max_error_rate"]))
-    merged = pipeline.merge(db, run, sweep, deactivate_missing=bool(p["deactivate_missing"]),
-                            dry_run=bool(p["dry_run"]))  # fmt: skip
+    merged = pipeline.merge(
+        db, run, sweep, deactivate_missing=bool(p["deactivate_missing"]), dry_run=bool(p["dry_run"]),
+        max_deactivate_rate=float(p["max_deactivate_rate"]),
+    )  # fmt: skip
     return pipeline.finish(db, run, summaries, sweep, merged)

@@ -33,10 +33,15 @@ def merge_sweep(
     sweep: dict[str, Any],
     *,
     deactivate_missing: bool = True,
+    max_deactivate_rate: float = 0.2,
     dry_run: bool = False,
     metrics: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Merge the run's staged sweep; returns the counts (``added``, ``updated`` ...)."""
+    """Merge the run's staged sweep; returns the counts (``added``, ``updated`` ...).
+
+    ``max_deactivate_rate`` is the share of active offers one run may deactivate: a feed that
+    looks complete but is empty or cut short must not switch the catalogue off.
+    """
     t = StagingTables.for_run(run_id)
     names = t.names()
     params = {"run_id": run_id}
@@ -60,9 +65,22 @@ def merge_sweep(
             ).fetchone()
             t2 = time.perf_counter()
             deactivated = 0
+            blocked = False
             may_deactivate = deactivate_missing and sweep["complete_sweep"]
             if may_deactivate:
-                deactivated, _ = conn.execute(query("merge_deactivate", **names), params).fetchone()
+                deactivated, would, active, _ = conn.execute(
+                    query("merge_deactivate", **names), {**params, "max_rate": max_deactivate_rate}
+                ).fetchone()
+                if would and not deactivated:
+                    may_deactivate, blocked = False, True
+                    problem = (
+                        f"deactivation guard: {would} of {active} active offers ({would / max(active, 1):.1%}) "
+                        f"are missing from the feed, over max_deactivate_rate {max_deactivate_rate:.0%}; none "
+                        "were deactivated. If that many offers really ended, trigger a run with a higher "
+                        "max_deactivate_rate."
+                    )
+                    log.warning(problem)
+                    sweep = {**sweep, "problems": [problem, *sweep.get("problems", [])]}
             elif deactivate_missing:
                 log.warning("incomplete sweep: no offer is deactivated this run (%s)", sweep["problems"][:3])
             t3 = time.perf_counter()
@@ -74,6 +92,8 @@ def merge_sweep(
                 "unchanged": seen - added - updated - reactivated, "deactivated": deactivated,
                 "brands_added": brands_added, "brands_updated": brands_updated,
                 "deactivation_skipped": deactivate_missing and not may_deactivate,
+                "deactivation_blocked": blocked,
+                "problems": sweep.get("problems", []),
             }  # fmt: skip
             merge_metrics = {**(metrics or {}), "merge": {k: round(v, 3) for k, v in timings.items()}}
             # The sweep's verdict goes with the counts: a check_sweep cleared after the merge reads it back.

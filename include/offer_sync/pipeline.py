@@ -137,13 +137,20 @@ def check(
 
 
 def merge(
-    db: DatabaseSettings, run: dict[str, Any], sweep: dict[str, Any], *, deactivate_missing: bool, dry_run: bool
+    db: DatabaseSettings,
+    run: dict[str, Any],
+    sweep: dict[str, Any],
+    *,
+    deactivate_missing: bool,
+    dry_run: bool,
+    max_deactivate_rate: float = 0.2,
 ) -> dict[str, Any]:
     """The atomic merge into brands/offers (see ``merge.py``)."""
     t0 = time.perf_counter()
     s0 = dbmod.STATEMENTS.count
     with connect(db) as conn:
-        counts = merge_sweep(conn, run["run_id"], sweep, deactivate_missing=deactivate_missing, dry_run=dry_run)
+        counts = merge_sweep(conn, run["run_id"], sweep, deactivate_missing=deactivate_missing, dry_run=dry_run,
+                             max_deactivate_rate=max_deactivate_rate)  # fmt: skip
     counts["metrics"] = {"wall_s": round(time.perf_counter() - t0, 3), "peak_rss_mb": round(peak_rss_mb(), 1),
                          "db_statements": _statements_since(s0)}  # fmt: skip
     return counts
@@ -196,7 +203,9 @@ def finish(
     """Close the run: final status, duration, metrics; drop staging; return ``sync_result``."""
     run_id = run["run_id"]
     metrics = collect_metrics(run, summaries, sweep, merged)
-    clean = sweep["complete_sweep"] and sweep["rejected"] == 0 and sweep["failed_pages"] == 0
+    problems = merged.get("problems") or sweep["problems"]  # the merge adds the deactivation guard's
+    clean = (sweep["complete_sweep"] and sweep["rejected"] == 0 and sweep["failed_pages"] == 0
+             and not merged.get("deactivation_blocked"))  # fmt: skip
     status = "completed" if clean else "completed_with_errors"
     with connect(db) as conn, conn.transaction():
         record = get_run(conn, run_id)
@@ -213,7 +222,7 @@ def finish(
             dry_run=dry_run,
             complete_sweep=sweep["complete_sweep"],
             failed_pages=sweep["failed_pages"],
-            problems=sweep["problems"][:10],
+            problems=problems[:10],
             metrics=metrics,
         )  # fmt: skip
         from psycopg.types.json import Jsonb
@@ -221,7 +230,7 @@ def finish(
         conn.execute(dbmod.query("runs_finish"), {
             "run_id": run_id, "status": status, "duration_s": elapsed, "result": Jsonb(result),
             "metrics": Jsonb(metrics),
-            "error": "; ".join(sweep["problems"][:5]) or None,
+            "error": "; ".join(problems[:5]) or None,
         })  # fmt: skip
         drop_staging(conn, StagingTables.for_run(run_id))
     log.info("sync %s: %s", status, {k: result[k] for k in result if k not in ("metrics", "problems")})

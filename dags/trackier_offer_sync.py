@@ -25,10 +25,11 @@ whether a complete sweep deactivates offers that are gone. See the README for de
 from __future__ import annotations
 
 import os
+import sys
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Asset, Param, dag, get_current_context, task
+from airflow.sdk import Asset, AsyncCallback, DeadlineAlert, DeadlineReference, Param, dag, get_current_context, task
 from airflow.sdk.definitions.retry_policy import ExceptionRetryPolicy, RetryAction, RetryRule
 
 DAG_ID = "trackier_offer_sync"
@@ -36,6 +37,11 @@ OFFERS_ASSET = Asset(name="offers", uri="trackier-offer-sync://offers")
 #: The Airflow pool that caps concurrent API tasks (create it: `airflow pools set trackier_api 4 ...`).
 API_POOL = os.environ.get("OFFER_SYNC_API_POOL", "default_pool")
 MAX_ERROR_RATE = float(os.environ.get("OFFER_SYNC_MAX_ERROR_RATE", "0.05"))
+#: A run not finished this many minutes after it was queued raises the `deadline` alert (0: off).
+DEADLINE_MINUTES = float(os.environ.get("OFFER_SYNC_DEADLINE_MINUTES", "10"))
+#: Task retries and the first retry delay (it doubles, up to 5 min).
+TASK_RETRIES = int(os.environ.get("OFFER_SYNC_TASK_RETRIES", "3"))
+RETRY_DELAY_S = float(os.environ.get("OFFER_SYNC_RETRY_DELAY_S", "30"))
 
 # A bad key, a blocked IP or a tripped circuit breaker will not be fixed by trying again.
 NO_RETRY_ON_FATAL = ExceptionRetryPolicy(
@@ -48,14 +54,59 @@ NO_RETRY_ON_FATAL = ExceptionRetryPolicy(
     ]
 )
 
+
+# Alert checks (include/offer_sync/alerts.py, imported only when a callback runs).
+def _on_run_success(context) -> None:
+    from include.offer_sync.alerts import on_run_success
+
+    on_run_success(context)
+
+
+def _on_run_failure(context) -> None:
+    from include.offer_sync.alerts import on_run_failure
+
+    on_run_failure(context)
+
+
+def _on_task_failure(context) -> None:
+    from include.offer_sync.alerts import on_task_failure
+
+    on_task_failure(context)
+
+
+def _on_task_retry(context) -> None:
+    from include.offer_sync.alerts import on_task_retry
+
+    on_task_retry(context)
+
+
 default_args = {
     "owner": "data-platform",
-    "retries": 3,
-    "retry_delay": timedelta(seconds=30),
+    "retries": TASK_RETRIES,
+    "retry_delay": timedelta(seconds=RETRY_DELAY_S),
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=5),
     "retry_policy": NO_RETRY_ON_FATAL,
+    "on_failure_callback": _on_task_failure,
+    "on_retry_callback": _on_task_retry,
 }
+# Airflow 3's replacement for SLA misses: the scheduler notices the missed deadline and the
+# triggerer runs the callback while the run is still going. Not under `airflow dags test`: its runs
+# are never queued, so no deadline is ever created there, and Airflow 3.3.2's dag.test() crashes at
+# the end of a successful run of a DAG that has one (DagRun.update_state looks the alerts up by
+# database id, but dag.test() hands it their unsaved definitions).
+_CLI = (os.path.basename(sys.argv[0]), os.path.basename(os.path.dirname(sys.argv[0])))  # airflow, python -m airflow
+_DAGS_TEST = "airflow" in _CLI and sys.argv[1:3] == ["dags", "test"]
+DEADLINE = (
+    DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT,
+        interval=timedelta(minutes=DEADLINE_MINUTES),
+        callback=AsyncCallback("include.offer_sync.alerts.deadline_missed",
+                               kwargs={"threshold_s": DEADLINE_MINUTES * 60, "dag_id": DAG_ID}),
+    )
+    if DEADLINE_MINUTES > 0 and not _DAGS_TEST
+    else None
+)  # fmt: skip
 
 
 @dag(
@@ -66,6 +117,9 @@ default_args = {
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=2),
     default_args=default_args,
+    on_success_callback=_on_run_success,
+    on_failure_callback=_on_run_failure,
+    deadline=DEADLINE,
     tags=["trackier", "offers", "sync"],
     doc_md=__doc__,
     params={
@@ -155,12 +209,15 @@ def trackier_offer_sync() -> None:
     @task(outlets=[OFFERS_ASSET])
     def publish_result(run: dict, advertisers: list[dict], campaigns: list[dict], sweep: dict, merged: dict) -> dict:
         """Close the run record, drop staging, emit the `offers` event and return `sync_result`."""
+        from include.offer_sync.alerts import announce_result
         from include.offer_sync.pipeline import finish
 
         ctx = get_current_context()
         db, _ = _settings(ctx["params"], api=False)
         result = finish(db, run, _all(advertisers, campaigns), sweep, merged)
         ctx["outlet_events"][OFFERS_ASSET].extra = result
+        # Duration / error-rate / memory checks (in this task's log), then the completion webhook.
+        announce_result(result, conf=ctx["dag_run"].conf, context=ctx, dag_id=DAG_ID)
         return result
 
     run = start_sync()

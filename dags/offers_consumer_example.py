@@ -1,0 +1,60 @@
+"""
+### Offers consumer (example)
+
+Runs every time `trackier_offer_sync` publishes fresh offers: it is scheduled on the `offers` Asset
+(`trackier-offer-sync://offers`), not on a clock. The sync's final task puts the whole
+`sync_result` (status, added, updated, unchanged, deactivated, rejected, error rate, run id,
+measurements ...) in the Asset event's `extra`; this DAG reads the counts from the event that
+triggered it and logs and returns them.
+
+Copy it as the start of a downstream job (refresh a cache, re-index search, notify partners):
+check `status` and the counts first, e.g. skip the work when nothing was added or updated.
+If several syncs finish before this DAG runs, Airflow hands it all their events at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pendulum
+from airflow.sdk import Asset, dag, task
+
+log = logging.getLogger(__name__)
+
+#: Must equal OFFERS_ASSET in trackier_offer_sync.py (the same name and URI: that is the link).
+OFFERS_ASSET = Asset(name="offers", uri="trackier-offer-sync://offers")
+COUNT_KEYS = (
+    "status", "added", "updated", "unchanged", "deactivated", "rejected", "campaigns_processed",
+    "advertisers_processed", "brands_added", "brands_updated", "error_rate", "duration_s", "run_id",
+)  # fmt: skip
+
+
+@dag(
+    dag_id="offers_consumer_example",
+    schedule=[OFFERS_ASSET],
+    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["offers", "example"],
+    doc_md=__doc__,
+)
+def offers_consumer_example() -> None:
+    @task
+    def read_sync_counts(triggering_asset_events: Any = None) -> dict[str, Any]:
+        """Read the counts of the sync run(s) that triggered this run from the `offers` Asset events."""
+        events = list(triggering_asset_events[OFFERS_ASSET]) if triggering_asset_events else []
+        syncs = [{key: (event.extra or {}).get(key) for key in COUNT_KEYS} for event in events]
+        if not syncs:
+            log.info("no offers event triggered this run (started by hand?): nothing to read")
+            return {"events": 0, "syncs": [], "latest": None}
+        for sync in syncs:
+            log.info("offers sync %s: %s, %s added, %s updated, %s unchanged, %s deactivated, %s rejected",
+                     sync["run_id"], sync["status"], sync["added"], sync["updated"], sync["unchanged"],
+                     sync["deactivated"], sync["rejected"])  # fmt: skip
+        return {"events": len(syncs), "syncs": syncs, "latest": syncs[-1]}
+
+    read_sync_counts()
+
+
+offers_consumer_example()

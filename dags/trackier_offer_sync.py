@@ -146,6 +146,12 @@ DEADLINE = (
             True, type="boolean", title="Deactivate missing offers",
             description="When the sweep is complete, mark offers that are no longer in Trackier inactive.",
         ),
+        "max_deactivate_rate": Param(
+            0.2, type="number", minimum=0, maximum=1, title="Max share of offers deactivated",
+            description="Guard against an empty or cut-short feed: if more than this share of the active offers "
+            "would be deactivated at once, none are and the run says why. Raise it for one run to apply a real "
+            "mass clean-up.",
+        ),
         "pages_per_shard": Param(
             50, type="integer", minimum=1, maximum=10000, title="Pages per shard",
             description="Pages fetched by one mapped extract task (each task costs ~1 s of Airflow overhead).",
@@ -204,7 +210,8 @@ def trackier_offer_sync() -> None:
         ctx = get_current_context()
         db, _ = _settings(ctx["params"], api=False)
         return merge(db, run, sweep, deactivate_missing=bool(ctx["params"]["deactivate_missing"]),
-                     dry_run=bool(ctx["params"]["dry_run"]))  # fmt: skip
+                     dry_run=bool(ctx["params"]["dry_run"]),
+                     max_deactivate_rate=float(ctx["params"].get("max_deactivate_rate", 0.2)))  # fmt: skip
 
     @task(outlets=[OFFERS_ASSET])
     def publish_result(run: dict, advertisers: list[dict], campaigns: list[dict], sweep: dict, merged: dict) -> dict:

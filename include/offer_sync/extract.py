@@ -7,11 +7,14 @@ Nothing but a small summary leaves this function; the records go to PostgreSQL.
 
 from __future__ import annotations
 
+import gc
 import logging
 import resource
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+import psycopg
 
 from include.offer_sync.client import Anomaly, Page, PageFailure, TrackierClient
 from include.offer_sync.db import connect, query
@@ -69,6 +72,18 @@ class ShardSummary:
         return data
 
 
+def _calm_garbage_collector() -> None:
+    """Make the cyclic GC cheap for the rest of this task process.
+
+    A page is thousands of short-lived dicts, freed by reference counting; but every allocation
+    burst also triggers generation scans over everything alive - under Airflow, hundreds of
+    thousands of objects from its imports. Freezing those (they live as long as the process) and
+    collecting less often roughly halved the CPU per record in a profile of a 100k sync.
+    """
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
+
+
 def peak_rss_mb() -> float:
     """Peak resident memory of this process (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -88,6 +103,7 @@ def extract_shard(
     errors), so a retry of this task replaces its data and a crash leaves none.
     """
     started = time.perf_counter()
+    _calm_garbage_collector()
     entity = shard["entity"]
     index = int(shard["index"])
     tables = StagingTables.for_run(run_id)
@@ -104,15 +120,24 @@ def extract_shard(
         pages = client.iter_page_range(entity, shard["first"], shard["last"], limit=limit, threads=fetch_threads,
                                        planned_last=shard.get("planned_last"))  # fmt: skip
 
-    with connect(db) as conn, conn.cursor() as cur:
-        if is_merged(get_run(conn, run_id)):
+    # Autocommit: the clean-up is one statement and the COPY is its own transaction (a COPY lands
+    # whole or not at all), which keeps the statements per shard at two, whatever the shard size.
+    with connect(db, autocommit=True) as conn, conn.cursor() as cur:
+        try:
+            merged = cur.execute(
+                query("shard_prepare", table=tables.table_for(entity)),
+                {"run_id": run_id, "entity": entity, "shard": index},
+            ).fetchone()[0]
+        except psycopg.errors.UndefinedTable:
+            merged = is_merged(get_run(conn, run_id))  # staging is gone: only a finished run drops it
+            if not merged:
+                raise
+        if merged:
             # This task cleared and run again after the merge: the run's data is final and its
             # staging gone; fetching again could only overwrite the page errors it recorded.
             log.info("%s: run %s already merged; nothing to fetch", shard["label"], run_id)
             summary.wall_s = time.perf_counter() - started
             return summary
-        cur.execute(query("staging_clear_shard", table=tables.table_for(entity)), {"shard": index})
-        cur.execute(query("page_errors_clear_shard"), {"run_id": run_id, "entity": entity, "shard": index})
         writer = ShardWriter(cur, tables.table_for(entity), entity, index)
         try:
             waited = time.perf_counter()
@@ -141,7 +166,6 @@ def extract_shard(
         writer.close()
         if page_errors:
             cur.executemany(PAGE_ERROR_INSERT, page_errors)
-        conn.commit()
 
     stats = client.stats
     summary.requests, summary.retries, summary.retry_wait_s = stats.requests, stats.retries, stats.wait_s

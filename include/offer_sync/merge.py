@@ -50,9 +50,8 @@ def merge_sweep(
     try:
         with conn.transaction():
             started = time.perf_counter()
-            conn.execute(query("merge_lock"))
-            timings["lock_wait_s"] = time.perf_counter() - started
             merged_at, stored = conn.execute(query("runs_merged_get"), params).fetchone() or (None, None)
+            timings["lock_wait_s"] = time.perf_counter() - started
             if merged_at is not None and stored:
                 log.info("run %s already merged at %s; returning its recorded counts", run_id, merged_at)
                 return {k: stored.get(k) for k in stored} | {"already_merged": True}

@@ -11,6 +11,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from psycopg.types.json import Jsonb
+
 from include.offer_sync import db as dbmod
 from include.offer_sync.client import Entity, TrackierClient
 from include.offer_sync.db import connect
@@ -121,9 +123,8 @@ def check(
     """Whole-sweep checks and the error-rate breaker (raises when it trips)."""
     t0 = time.perf_counter()
     s0 = dbmod.STATEMENTS.count
-    with connect(db) as conn:
-        with conn.transaction():
-            record = get_run(conn, run["run_id"])
+    with connect(db, autocommit=True) as conn:  # the read is one statement; the checks open a transaction
+        record = get_run(conn, run["run_id"])
         if is_merged(record):
             assert record is not None
             log.info("run %s already merged; returning the sweep it recorded", run["run_id"])
@@ -207,31 +208,29 @@ def finish(
     clean = (sweep["complete_sweep"] and sweep["rejected"] == 0 and sweep["failed_pages"] == 0
              and not merged.get("deactivation_blocked"))  # fmt: skip
     status = "completed" if clean else "completed_with_errors"
-    with connect(db) as conn, conn.transaction():
-        record = get_run(conn, run_id)
-        if is_finished(record):
-            assert record is not None
-            # This task cleared and run again: the run's result is final; hand it out unchanged.
-            drop_staging(conn, StagingTables.for_run(run_id))
-            log.info("run %s already finished (%s); returning its recorded result", run_id, record["status"])
-            return dict(record["result"])
-        elapsed = float(record["elapsed_s"]) if record else 0.0
-        dry_run = bool(record and record["dry_run"])
-        result = build_result(
-            run_id, status, merged, elapsed,
-            dry_run=dry_run,
-            complete_sweep=sweep["complete_sweep"],
-            failed_pages=sweep["failed_pages"],
-            problems=problems[:10],
-            metrics=metrics,
-        )  # fmt: skip
-        from psycopg.types.json import Jsonb
-
-        conn.execute(dbmod.query("runs_finish"), {
-            "run_id": run_id, "status": status, "duration_s": elapsed, "result": Jsonb(result),
-            "metrics": Jsonb(metrics),
+    # The duration and the dry-run flag are filled in by the UPDATE itself, from the run's row.
+    provisional = build_result(
+        run_id, status, merged, 0.0,
+        complete_sweep=sweep["complete_sweep"],
+        failed_pages=sweep["failed_pages"],
+        problems=problems[:10],
+        metrics=metrics,
+    )  # fmt: skip
+    with connect(db, autocommit=True) as conn:
+        row = conn.execute(dbmod.query("runs_finish"), {
+            "run_id": run_id, "status": status, "result": Jsonb(provisional), "metrics": Jsonb(metrics),
             "error": "; ".join(problems[:5]) or None,
-        })  # fmt: skip
+        }).fetchone()  # fmt: skip
+        if row is None:
+            # This task cleared and run again: the run's result is final; hand it out unchanged.
+            record = get_run(conn, run_id)
+            drop_staging(conn, StagingTables.for_run(run_id))
+            if is_finished(record):
+                assert record is not None
+                log.info("run %s already finished (%s); returning its recorded result", run_id, record["status"])
+                return dict(record["result"])
+            raise RuntimeError(f"run {run_id} has no sync_runs row to finish")
+        result = dict(row[0])
         drop_staging(conn, StagingTables.for_run(run_id))
     log.info("sync %s: %s", status, {k: result[k] for k in result if k not in ("metrics", "problems")})
     return result

@@ -20,13 +20,16 @@ def ensure_schema(conn: psycopg.Connection[Any]) -> bool:
     The common case (schema present) costs one small query. Creation runs under an advisory lock
     so two first runs against a new database cannot race each other's DDL.
     """
+    autocommit = conn.autocommit
+    conn.autocommit = True  # the check is one statement, not BEGIN + SELECT + COMMIT
     try:
-        with conn.transaction():
-            row = conn.execute(load_sql("schema_version")).fetchone()  # type: ignore[arg-type]
+        row = conn.execute(load_sql("schema_version")).fetchone()  # type: ignore[arg-type]
         if row and row[0] is not None and row[0] >= SCHEMA_VERSION:
             return False
     except psycopg.errors.UndefinedTable:
         pass
+    finally:
+        conn.autocommit = autocommit
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('trackier_offer_sync.schema'))")
         conn.execute(load_sql("schema"))  # type: ignore[arg-type]

@@ -61,7 +61,7 @@ class StagingTables:
 
 
 def create_staging(conn: psycopg.Connection[Any], tables: StagingTables) -> None:
-    conn.execute(query("staging_create", advertisers=tables.advertisers, campaigns=tables.campaigns))
+    conn.execute(query("staging_create", **tables.names()))
 
 
 def drop_staging(conn: psycopg.Connection[Any], tables: StagingTables) -> None:

@@ -40,8 +40,7 @@ def check_sweep(
     names = t.names()
     with conn.transaction():
         conn.execute(query("sweep_prepare", **names))
-        for table in (t.advertisers, t.campaigns):
-            conn.execute(query("sweep_mark_duplicates", table=table))
+        conn.execute(query("sweep_mark_duplicates", **names))
         conn.execute(query("sweep_build_aliases", **names))
         conn.execute(query("sweep_mark_orphans", **names))
         counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -50,7 +49,6 @@ def check_sweep(
             counts[entity][status] += n
             if status == "rejected":
                 unidentified += no_id
-        conn.execute(query("sweep_rejects_clear"), {"run_id": run_id})
         conn.execute(query("sweep_rejects_insert", **names), {"run_id": run_id})
 
     received = {e: sum(counts[e].values()) for e in ("advertisers", "campaigns")}

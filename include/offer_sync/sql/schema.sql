@@ -1,5 +1,9 @@
 -- The catalogue and its bookkeeping, created idempotently by the DAG on its first run.
 -- Tables land in the connection's default schema (search_path). Safe to run again at any time.
+-- One DO block: the whole schema is one statement (and one round trip) on a new database.
+
+DO $schema$
+BEGIN
 
 -- One row per Trackier advertiser. trackier_id is the advertiser's `id`; campaigns may point at it
 -- by `id`, `_id` (24-hex long id) or `hashId`, so all three are kept.
@@ -154,3 +158,6 @@ CREATE TABLE IF NOT EXISTS offer_sync_schema (
     applied_at  timestamptz NOT NULL DEFAULT now()
 );
 INSERT INTO offer_sync_schema (version) VALUES (1) ON CONFLICT DO NOTHING;
+
+END
+$schema$;

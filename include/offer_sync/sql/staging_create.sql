@@ -1,6 +1,10 @@
 -- Per-run staging tables, named after the run so that two runs can never mix their rows.
 -- UNLOGGED: they are rebuilt from the API on a retry, so WAL would only slow the bulk load down.
 -- Every fetched record lands here, valid or not: `status` says which, and rejects keep raw + reason.
+-- The aliases table maps every id a campaign may use for its advertiser to the brand (sweep check).
+-- One DO block, so creating a run's staging is one statement.
+DO $staging$
+BEGIN
 CREATE UNLOGGED TABLE IF NOT EXISTS {advertisers} (
     shard            integer NOT NULL,
     seq              bigint  NOT NULL,      -- shard * 1e9 + position: a deterministic arrival order
@@ -52,3 +56,9 @@ CREATE UNLOGGED TABLE IF NOT EXISTS {campaigns} (
     reject_reason    text,
     raw              text
 );
+CREATE UNLOGGED TABLE IF NOT EXISTS {aliases} (
+    alias        text NOT NULL,
+    trackier_id  text NOT NULL
+);
+END
+$staging$

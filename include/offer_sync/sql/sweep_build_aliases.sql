@@ -1,7 +1,9 @@
 -- Every id a campaign's advertiserId may use (id, 24-hex _id, hashId), from this sweep's valid
 -- advertisers first and from brands already stored second, each mapped to the brand's trackier_id.
 -- When one alias could mean two brands, the earlier source wins, deterministically.
-CREATE UNLOGGED TABLE {aliases} AS
+-- Rebuilt from scratch (the DELETE and the INSERT see the same snapshot), so a re-run is the same.
+WITH cleared AS (DELETE FROM {aliases})
+INSERT INTO {aliases} (alias, trackier_id)
 SELECT DISTINCT ON (alias) alias, trackier_id
 FROM (
     SELECT trackier_id AS alias, trackier_id, 1 AS priority FROM {advertisers} WHERE status = 'valid'

@@ -1,4 +1,6 @@
--- Keep every rejected record of the run, raw, with its reason, for inspection.
+-- Keep every rejected record of the run, raw, with its reason, for inspection. A re-run of the
+-- sweep check replaces the run's earlier rejects (the DELETE and the INSERT share one snapshot).
+WITH cleared AS (DELETE FROM sync_rejects WHERE run_id = %(run_id)s)
 INSERT INTO sync_rejects (run_id, entity, record_key, reason, raw, shard, page)
 SELECT %(run_id)s, 'advertisers', trackier_id, reject_reason, raw, shard, page
 FROM {advertisers} WHERE status = 'rejected'

@@ -370,7 +370,7 @@ class TrackierClient:
         too, and a lying total must not turn into thousands of empty requests.
 
         With ``threads > 1`` the next pages are fetched while the caller validates and stages the
-        current one; order is preserved and at most ``2 * threads`` pages are held in memory.
+        current one; order is preserved and at most ``threads + 1`` pages are held in memory.
         """
         limit = limit or self.settings.page_size
 
@@ -383,13 +383,13 @@ class TrackierClient:
                 return PageFailure(entity, n, None, str(exc), self.settings.max_retries + 1)
 
         if last is None:
-            yield from self._iter_open_range(entity, first, limit, fetch, planned_last)
+            yield from self._iter_open_range(entity, first, limit, fetch, planned_last, threads)
             return
         from concurrent.futures import ThreadPoolExecutor
 
         cap = self.settings.max_pages
         stop = min(last, first + cap - 1)  # a range over the cap is cut (and reported), not refused
-        window = max(1, threads) * 2
+        window = max(1, threads) + 1
         with ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix=f"fetch-{entity}") as pool:
             pending = []
             next_page = first
@@ -415,6 +415,39 @@ class TrackierClient:
             yield Anomaly(entity, stop + 1, "page_cap", detail)
 
     def _iter_open_range(
+        self,
+        entity: Entity,
+        first: int,
+        limit: int,
+        fetch: Callable[[int], Page | PageFailure],
+        planned_last: int | None,
+        threads: int = 1,
+    ) -> Iterator[Page | PageFailure | Anomaly]:
+        """Pages from ``first`` until a short one. Pages up to ``planned_last`` (the API's total says
+        they exist) are prefetched like a closed range; past it, one page at a time."""
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        prefetch = planned_last is not None and threads > 1
+        pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"fetch-{entity}") if prefetch else None
+        ahead: dict[int, Future[Page | PageFailure]] = {}
+
+        def get(n: int) -> Page | PageFailure:
+            if pool is None or planned_last is None or n > planned_last:
+                return fetch(n)
+            for k in range(n, min(planned_last, n + threads) + 1):
+                if k not in ahead:
+                    ahead[k] = pool.submit(fetch, k)
+            return ahead.pop(n).result()
+
+        try:
+            yield from self._walk_open_range(entity, first, limit, get, planned_last)
+        finally:
+            if pool is not None:
+                for future in ahead.values():
+                    future.cancel()
+                pool.shutdown(wait=True)
+
+    def _walk_open_range(
         self,
         entity: Entity,
         first: int,

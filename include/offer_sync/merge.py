@@ -99,23 +99,13 @@ def merge_sweep(
             provisional = build_result(run_id, "completed", counts, 0.0, dry_run=dry_run, metrics=merge_metrics,
                                        complete_sweep=sweep["complete_sweep"], failed_pages=sweep["failed_pages"],
                                        problems=sweep["problems"][:10])  # fmt: skip
-            conn.execute(
-                query("runs_record_merge"),
-                {**params, **{k: provisional[k] for k in provisional if k in _RECORD_KEYS},
-                 "complete_sweep": sweep["complete_sweep"], "dry_run": dry_run,
-                 "result": Jsonb(provisional), "metrics": Jsonb(merge_metrics)},
-            )  # fmt: skip
             if dry_run:
                 raise _DryRunRollback
+            _record_merge(conn, run_id, provisional, merge_metrics, sweep["complete_sweep"], dry_run=False)
     except _DryRunRollback:
         log.info("dry run: the merge was computed and rolled back; nothing was written")
         with conn.transaction():  # keep what the dry run found, outside the rolled-back merge
-            conn.execute(
-                query("runs_record_merge"),
-                {**params, **{k: provisional[k] for k in provisional if k in _RECORD_KEYS},
-                 "complete_sweep": sweep["complete_sweep"], "dry_run": True,
-                 "result": Jsonb(provisional), "metrics": Jsonb(merge_metrics)},
-            )  # fmt: skip
+            _record_merge(conn, run_id, provisional, merge_metrics, sweep["complete_sweep"], dry_run=True)
     log.info(
         "merge of run %s: %d added, %d updated, %d unchanged, %d reactivated, %d deactivated; "
         "brands %d added, %d updated (%s)",
@@ -124,6 +114,23 @@ def merge_sweep(
         ", ".join(f"{k} {v:.2f}s" for k, v in timings.items()),
     )  # fmt: skip
     return counts | {"merge_timings": {k: round(v, 3) for k, v in timings.items()}}
+
+
+def _record_merge(
+    conn: psycopg.Connection[Any],
+    run_id: str,
+    result: dict[str, Any],
+    metrics: dict[str, Any],
+    complete_sweep: bool,
+    *,
+    dry_run: bool,
+) -> None:
+    """Write the merge's counts to the run's row (inside the merge's transaction, unless a dry run)."""
+    conn.execute(
+        query("runs_record_merge"),
+        {"run_id": run_id, **{k: result[k] for k in result if k in _RECORD_KEYS},
+         "complete_sweep": complete_sweep, "dry_run": dry_run, "result": Jsonb(result), "metrics": Jsonb(metrics)},
+    )  # fmt: skip
 
 
 _RECORD_KEYS = {

@@ -183,10 +183,10 @@ def extract_shard(
 def _stage_page(page: Page, model: Any, to_row: Any, writer: ShardWriter, summary: ShardSummary) -> None:
     t0 = time.perf_counter()
     valid, rejects = validate_page(model, page.records)
-    rows = [to_row(record) for record in valid]
     t1 = time.perf_counter()
-    for row in rows:
-        writer.write_valid(page.page, row)
+    # Rows go to COPY as they are built: no third copy of the page is held in memory.
+    for record in valid:
+        writer.write_valid(page.page, to_row(record))
     for reject in rejects:
         writer.write_reject(page.page, reject)
     t2 = time.perf_counter()

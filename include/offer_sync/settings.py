@@ -44,7 +44,7 @@ class TrackierSettings:
     max_pages: int = 100_000
     pages_per_shard: int = 50
     max_shards: int = 8
-    fetch_threads: int = 3
+    fetch_threads: int = 2
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):

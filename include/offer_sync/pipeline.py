@@ -63,9 +63,10 @@ def start_sync(
     with connect(db) as conn:
         ensure_schema(conn)
         with conn.transaction():
-            # The merge lock: no other run is merging while we look for tables it might still need.
-            conn.execute(dbmod.query("merge_lock"))
-            if is_merged(get_run(conn, run_id)):
+            # The merge lock (no other run is merging while we look for tables it might still need),
+            # taken by the same statement that reads whether this run has merged already.
+            merged_at, _ = conn.execute(dbmod.query("runs_merged_get"), {"run_id": run_id}).fetchone()
+            if merged_at is not None:
                 log.info("run %s already merged; its results are final and nothing is restarted", run_id)
             else:
                 stale = drop_leftover_staging(conn, keep=tables)

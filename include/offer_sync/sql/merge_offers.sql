@@ -3,28 +3,40 @@
 --   updated     : active offers whose content (or brand) changed; audit keeps old and new values
 --   reactivated : inactive offers that are back in the feed (with any content change in the audit)
 --   unchanged   : everything else that was seen; those rows are not written at all
--- All CTEs read one snapshot, so `old` holds the values from before the UPDATE.
-WITH src AS (
-    SELECT s.trackier_id, s.hash_id, b.id AS brand_id, s.title, s.description,
-           s.offer_status AS status, s.visibility, s.currency, s.comm_model, s.payout,
-           s.payout_currency, s.revenue, coalesce(s.payouts, '[]'::jsonb) AS payouts,
-           coalesce(s.geo, ARRAY[]::text[]) AS geo, coalesce(s.device, ARRAY[]::text[]) AS device,
-           coalesce(s.os, ARRAY[]::text[]) AS os, coalesce(s.categories, ARRAY[]::text[]) AS categories,
-           s.url, s.preview_url, s.source_created, s.source_modified, s.content_hash
+-- All CTEs read one snapshot, so `old` holds the values from before the UPDATE. Unchanged rows are
+-- recognised on narrow columns and never read in full, which is what makes a resync cheap.
+WITH keyed AS (
+    -- Narrow first: every valid staged campaign with the brand it resolves to.
+    SELECT s.seq, s.trackier_id, s.content_hash, b.id AS brand_id
     FROM {campaigns} AS s
     JOIN {aliases} AS a ON a.alias = s.advertiser_ref
     JOIN brands AS b ON b.trackier_id = a.trackier_id
     WHERE s.status = 'valid'
 ),
--- Compare on the narrow columns only (hash, brand, active flag): the wide old values are read
--- below, by primary key, for the few rows that changed.
-changed AS (
-    SELECT src.*, o.id AS offer_id, o.is_active AS was_active
-    FROM src
-    JOIN offers AS o ON o.trackier_id = src.trackier_id
-    WHERE o.content_hash IS DISTINCT FROM src.content_hash
-       OR o.brand_id IS DISTINCT FROM src.brand_id
+todo AS (
+    -- Compare on the narrow columns only (hash, brand, active flag): on a resync most rows stop here.
+    SELECT k.seq, k.brand_id, o.id AS offer_id, o.is_active AS was_active
+    FROM keyed AS k
+    LEFT JOIN offers AS o ON o.trackier_id = k.trackier_id
+    WHERE o.id IS NULL
+       OR o.content_hash IS DISTINCT FROM k.content_hash
+       OR o.brand_id IS DISTINCT FROM k.brand_id
        OR NOT o.is_active
+),
+src AS (
+    -- The wide columns, read only for new and changed campaigns.
+    SELECT s.trackier_id, s.hash_id, t.brand_id, s.title, s.description,
+           s.offer_status AS status, s.visibility, s.currency, s.comm_model, s.payout,
+           s.payout_currency, s.revenue, coalesce(s.payouts, '[]'::jsonb) AS payouts,
+           coalesce(s.geo, ARRAY[]::text[]) AS geo, coalesce(s.device, ARRAY[]::text[]) AS device,
+           coalesce(s.os, ARRAY[]::text[]) AS os, coalesce(s.categories, ARRAY[]::text[]) AS categories,
+           s.url, s.preview_url, s.source_created, s.source_modified, s.content_hash,
+           t.offer_id, t.was_active
+    FROM todo AS t
+    JOIN {campaigns} AS s ON s.seq = t.seq
+),
+changed AS (
+    SELECT * FROM src WHERE offer_id IS NOT NULL
 ),
 old AS (
     SELECT c.offer_id,
@@ -62,7 +74,7 @@ inserted AS (
            os, categories, url, preview_url, source_created, source_modified,
            content_hash, %(run_id)s
     FROM src
-    WHERE NOT EXISTS (SELECT 1 FROM offers AS o WHERE o.trackier_id = src.trackier_id)
+    WHERE offer_id IS NULL
     RETURNING id, trackier_id
 ),
 audit_inserted AS (
@@ -92,6 +104,6 @@ audit_changed AS (
 SELECT (SELECT count(*) FROM inserted)                    AS added,
        (SELECT count(*) FROM changed WHERE was_active)     AS updated,
        (SELECT count(*) FROM changed WHERE NOT was_active) AS reactivated,
-       (SELECT count(*) FROM src)                         AS seen,
+       (SELECT count(*) FROM keyed)                       AS seen,
        (SELECT count(*) FROM updated)                     AS rows_updated,
        (SELECT count(*) FROM audit_inserted) + (SELECT count(*) FROM audit_changed) AS audit_rows

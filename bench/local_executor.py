@@ -1,0 +1,102 @@
+"""The benchmark's second row: the same syncs under a real scheduler with LocalExecutor.
+
+``airflow dags test`` (the headline, as the demo runs it) executes task instances one after
+another in one process. A deployment runs the mapped extract tasks in parallel, each in its own
+process. This script measures that on the same catalogue: a private PostgreSQL for the offers
+(bench.cluster), the fake Trackier as its own process, and api-server + scheduler + dag-processor
+started by ``tests/airflow_server.running_airflow`` (LocalExecutor, parallelism 4, metadata on the
+PostgreSQL given by ``--pg-admin-url``).
+
+    python -m bench.local_executor --sizes 100k,1m
+
+Wall time per run is the DAG run's ``end_date - start_date`` from Airflow's REST API; the first
+sync is the catch-up run the scheduler starts when the DAG is unpaused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from bench.cluster import start_database
+from bench.run import API_KEY, CHANGE_FRACTION, PAGE_SIZE, SIZES, FakeServer
+from include.offer_sync.airflow_run import REPO_ROOT
+
+OUT = REPO_ROOT / "bench" / "out" / "local_executor.json"
+
+
+def _seconds(run: dict[str, Any]) -> float:
+    start = datetime.fromisoformat(run["start_date"].replace("Z", "+00:00"))
+    end = datetime.fromisoformat(run["end_date"].replace("Z", "+00:00"))
+    return round((end - start).total_seconds(), 2)
+
+
+def bench_size(size: str, pg_admin_url: str, seed: int, change_seed: int) -> dict[str, Any]:
+    sys.path.insert(0, str(REPO_ROOT))
+    from tests.airflow_server import running_airflow  # the tests' harness: one way to start Airflow
+
+    offers, advertisers = SIZES[size]
+    workdir = Path(tempfile.mkdtemp(prefix=f"le-{size}-"))
+    out: dict[str, Any] = {"size": size, "offers": offers, "runs": {}}
+    with start_database(workdir) as db:
+        fake = FakeServer(workdir, advertisers, offers, seed, API_KEY).start()
+        try:
+            url = db.create("bench_local_executor")
+            conn = {"conn_type": "http", "host": fake.url, "password": API_KEY,
+                    "extra": {"page_size": PAGE_SIZE, "requests_per_second": 0}}  # fmt: skip
+            with running_airflow(trackier_conn=conn, offers_db_url=url, pg_admin_url=pg_admin_url) as af:
+                af.wait_for_dag()
+                af.unpause()  # the scheduler starts the catch-up run: the first sync
+                deadline = time.monotonic() + 1800
+                while not (runs := af.dag_runs()) or runs[0]["state"] not in ("success", "failed"):
+                    if time.monotonic() > deadline:
+                        raise TimeoutError("the first sync did not finish")
+                    time.sleep(2)
+                out["runs"]["first"] = _record(af, runs[0]["dag_run_id"])
+                out["runs"]["nochange"] = _record(af, af.trigger())
+                fake.mutate("change_payouts", fraction=CHANGE_FRACTION, seed=change_seed)
+                out["runs"]["changed10"] = _record(af, af.trigger())
+        finally:
+            fake.stop()
+    return out
+
+
+def _record(af: Any, run_id: str) -> dict[str, Any]:
+    run = af.wait_for_run(run_id, timeout=1800)
+    result = af.return_value(run_id, "publish_result") or {}
+    metrics = result.get("metrics") or {}
+    record = {
+        "state": run["state"], "wall_s": _seconds(run),
+        **{k: result.get(k) for k in ("status", "added", "updated", "unchanged", "duration_s")},
+        "peak_task_rss_mb": metrics.get("peak_task_rss_mb"), "db_statements": metrics.get("db_statements"),
+    }  # fmt: skip
+    print(f"  {run_id}: {record}", flush=True)
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.local_executor", description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100k,1m")
+    parser.add_argument("--pg-admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres",
+                        help="where Airflow's own metadata database is created (and dropped)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--change-seed", type=int, default=9)
+    args = parser.parse_args(argv)
+    results = json.loads(OUT.read_text()) if OUT.exists() else {}
+    for size in args.sizes.split(","):
+        print(f"size {size}", flush=True)
+        results[size] = bench_size(size, args.pg_admin_url, args.seed, args.change_seed)
+        OUT.parent.mkdir(parents=True, exist_ok=True)
+        OUT.write_text(json.dumps(results, indent=1))
+    print(f"wrote {OUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -21,6 +21,8 @@ import sys
 import time
 from urllib.parse import urlsplit
 
+from bench.peers._memory import vm_hwm_mb
+
 
 def with_password(url: str) -> str:
     """dlt insists on a password; the benchmark's private cluster trusts loopback, so any will do."""
@@ -30,15 +32,6 @@ def with_password(url: str) -> str:
     host = parts.hostname or ""
     netloc = f"{parts.username}:trust@{host}" + (f":{parts.port}" if parts.port else "")
     return parts._replace(netloc=netloc).geturl()
-
-
-def vm_hwm_mb() -> float:
-    """This process's peak RSS since exec (``VmHWM``); ``ru_maxrss`` would include the parent's pre-exec image."""
-    with open("/proc/self/status", encoding="ascii") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
 
 
 def main() -> int:

@@ -22,6 +22,8 @@ import psycopg2
 import requests
 from psycopg2.extras import Json
 
+from bench.peers._memory import vm_hwm_mb
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS advertisers (
     id text PRIMARY KEY, long_id text, hash_id text, name text, company text, email text, status text,
@@ -99,15 +101,6 @@ def sync(base_url: str, api_key: str, db_url: str, page_size: int = 1000) -> dic
     cur.close()
     conn.close()
     return loaded
-
-
-def vm_hwm_mb() -> float:
-    """This process's peak RSS since exec (``VmHWM``); ``ru_maxrss`` would include the parent's pre-exec image."""
-    with open("/proc/self/status", encoding="ascii") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
 
 
 def main() -> int:

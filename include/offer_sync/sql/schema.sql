@@ -103,7 +103,6 @@ CREATE TABLE IF NOT EXISTS sync_runs (
     complete_sweep        boolean,
     params                jsonb,
     plan                  jsonb,
-    progress              jsonb,
     metrics               jsonb,
     result                jsonb,
     error                 text

@@ -205,7 +205,7 @@ def classify_error(
     ``where`` is the database as shown to operators, ``session`` the settings from ``session_settings``.
     """
     state = exc.sqlstate
-    said = (exc.diag.message_primary or str(exc).strip() or type(exc).__name__)[:300]
+    said = " ".join((exc.diag.message_primary or str(exc) or type(exc).__name__).split())[:300].rstrip(".")
     code = f"SQLSTATE {state} {_CONDITIONS.get(state or '', '')}".rstrip()
     db = f"the offers database at {where}"
     if state in ("40P01", "40001"):

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 import pytest
 
@@ -37,6 +38,7 @@ from include.offer_sync.airflow_run import REPO_ROOT
 from include.offer_sync.fake_trackier import Catalogue
 from include.offer_sync.inline import run_sync
 from include.offer_sync.settings import DatabaseSettings
+from tests.airflow_server import live_airflow
 from tests.conftest import trackier_settings
 from tests.test_reliability_recovery import LIVE_TABLES, dump, merge_and_finish, stage, wait_for
 
@@ -179,3 +181,58 @@ def test_a_hung_merge_process_is_cut_off_by_the_idle_in_transaction_timeout_and_
     else:
         assert failure[2].startswith("lost the connection to the offers database")
     assert dump(sql, *LIVE_TABLES) == after
+
+
+def _task_process_of_backend(af: Any, backend_pid: int) -> psutil.Process:
+    """The process, among the scheduler's descendants (LocalExecutor forks the task processes), whose
+    database connection is served by ``backend_pid``: matched by the backend's client port."""
+    port = af.sql("SELECT client_port FROM pg_stat_activity WHERE pid = %s", (backend_pid,))[0][0]
+    scheduler = psutil.Process(af.processes["scheduler"].pid)
+    owners = [p for p in scheduler.children(recursive=True)
+              if any(c.laddr and c.laddr.port == port for c in p.net_connections(kind="tcp"))]  # fmt: skip
+    assert len(owners) == 1, owners
+    return owners[0]
+
+
+@pytest.mark.airflow
+def test_a_task_process_killed_mid_merge_under_the_scheduler_is_retried_and_merges(pg_admin_url) -> None:
+    """The real thing: LocalExecutor runs merge_catalogue in its own task process; SIGKILL it mid-merge."""
+    catalogue = Catalogue(5, 150, seed=12)
+    env = {"OFFER_SYNC_RETRY_DELAY_S": "1", "OFFER_SYNC_CLIENT_CHECK_INTERVAL": "1s", "OFFER_SYNC_LOCK_TIMEOUT": "30s"}
+    with live_airflow(pg_admin_url, catalogue, extra_env=env) as af:
+        af.unpause_and_settle()  # the catch-up run of the nightly schedule: the first sync
+        assert af.sql("SELECT count(*) FROM offers") == [(150,)]
+        ids = catalogue.campaign_ids()
+        rules = catalogue.get_campaign(ids[10])["payouts"]
+        catalogue.set_campaign(ids[10], payouts=[{**rules[0], "payout": rules[0]["payout"] + 1}, *rules[1:]])
+        catalogue.set_campaign(ids[11], title="Renamed\tmid-merge")
+        catalogue.set_advertiser(catalogue.advertiser_ids()[0], name="Brand renamed")
+        catalogue.remove_campaigns(ids=ids[:4])
+        catalogue.add_campaigns(6)
+        before = dump(af.sql, *LIVE_TABLES)
+
+        with psycopg.connect(af.offers_db_url) as blocker:
+            blocker.execute("SELECT 1 FROM offers WHERE trackier_id = %s FOR UPDATE", (str(ids[0]),))
+            run_id = af.trigger()
+            backend = _blocked_merge_backend(af.sql)
+            task = _task_process_of_backend(af, backend)
+            [(ti_pid, try_number)] = af.metadata("SELECT pid, try_number FROM task_instance WHERE run_id = %s "
+                                                 "AND task_id = 'merge_catalogue'", (run_id,))  # fmt: skip
+            assert (task.pid, try_number) == (ti_pid, 1), "the process holding the merge is merge_catalogue's task"
+
+            task.kill()  # SIGKILL
+            task.wait(30)
+            wait_for(lambda: _gone(af.sql, backend), "the killed task's backend to end", timeout=60)
+            assert dump(af.sql, *LIVE_TABLES) == before, "the killed merge left the catalogue exactly as it was"
+            assert af.sql("SELECT merged_at FROM sync_runs WHERE run_id = %s", (run_id,)) == [(None,)]
+            blocker.rollback()
+
+        run = af.wait_for_run(run_id, timeout=300)
+        assert run["state"] == "success"
+        [(state, tries)] = af.metadata("SELECT state, try_number FROM task_instance WHERE run_id = %s "
+                                       "AND task_id = 'merge_catalogue'", (run_id,))  # fmt: skip
+        assert (state, tries) == ("success", 2), "Airflow retried the killed task, and the retry merged"
+        result = af.return_value(run_id, "publish_result")
+        assert result["status"] == "completed"
+        assert (result["added"], result["updated"], result["deactivated"], result["unchanged"]) == (6, 2, 4, 144)
+        assert af.sql("SELECT title FROM offers WHERE trackier_id = %s", (str(ids[11]),)) == [("Renamed\tmid-merge",)]

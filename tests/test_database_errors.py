@@ -301,9 +301,12 @@ def test_every_session_gets_the_timeouts_and_a_bad_value_is_a_configuration_erro
 
     monkeypatch.setenv("OFFER_SYNC_LOCK_TIMEOUT", "90s")
     monkeypatch.setenv("OFFER_SYNC_IDLE_IN_TRANSACTION_TIMEOUT", "0")  # 0 turns it off
+    monkeypatch.setenv("OFFER_SYNC_CLIENT_CHECK_INTERVAL", "default")  # the server's own (PostgreSQL 13)
+    assert "client_connection_check_interval" not in session_settings()
     with connect(offers_db) as conn:
         assert conn.execute(shown, ("lock_timeout",)).fetchone() == ("90s",)
         assert conn.execute(shown, ("idle_in_transaction_session_timeout",)).fetchone() == ("0",)
+        assert conn.execute(shown, ("client_connection_check_interval",)).fetchone() == ("0",)
 
     for bad in ("5 minutes", "-1", "5min; DROP TABLE offers", "1e3"):
         monkeypatch.setenv("OFFER_SYNC_LOCK_TIMEOUT", bad)

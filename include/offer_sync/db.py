@@ -70,14 +70,16 @@ def session_settings(environ: Mapping[str, str] | None = None) -> dict[str, str]
     """The per-session settings in effect (``SESSION_SETTINGS`` with the environment applied).
 
     Values are checked here (a typo becomes a ``ConfigurationError`` naming the variable, not a
-    refused connection) and must be plain PostgreSQL values: ``300ms``, ``5min``, ``0`` (off), ``256MB``.
+    refused connection) and must be plain PostgreSQL values: ``300ms``, ``5min``, ``0`` (off), ``256MB``;
+    ``default`` leaves the setting to the server (e.g. ``client_connection_check_interval``, which
+    PostgreSQL 13 and older do not know: setting it there would refuse every connection).
     """
     environ = os.environ if environ is None else environ
     values: dict[str, str] = {}
     for setting, (variable, default) in SESSION_SETTINGS.items():
         raw = environ.get(variable)
         value = default if raw is None or not raw.strip() else raw.strip()
-        if value is None:
+        if value is None or value.lower() == "default":
             continue
         pattern = _MEMORY if setting == "work_mem" else _DURATION
         if not pattern.fullmatch(value):

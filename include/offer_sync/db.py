@@ -45,8 +45,8 @@ APPLICATION_NAME = "trackier_offer_sync"
 # - lock_timeout bounds every lock wait, the merge lock (an advisory lock: another run merging, or a
 #   dead worker's transaction) included, so that a stuck holder fails the waiting task with a clear
 #   error and Airflow's retry instead of blocking every later run until the 2-hour run timeout. 5 min
-#   is about ten times the longest merge measured (1M offers); a longer one only delays a waiting run
-#   by a retry.
+#   is fifteen times the merge of a million offers (about 20 s, BENCHMARKS.md); a merge longer than
+#   that only costs a waiting run a retry.
 # - idle_in_transaction_session_timeout ends a session whose transaction sits idle: the sync never
 #   waits on anything (an API, a webhook) inside a transaction, so an idle one means its worker hung
 #   (stopped, swapped out, partitioned away) while holding the merge's locks. Shorter than

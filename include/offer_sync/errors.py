@@ -88,7 +88,9 @@ class DatabaseTimeoutError(DatabaseError):
     for the sync's sessions, so the message can say what to raise.
     """
 
-    def __init__(self, message: str, sqlstate: str | None = None, *, setting: str, variable: str | None) -> None:
+    def __init__(
+        self, message: str, sqlstate: str | None = None, *, setting: str = "", variable: str | None = None
+    ) -> None:
         super().__init__(message, sqlstate)
         self.setting = setting
         self.variable = variable

@@ -43,14 +43,21 @@ DEADLINE_MINUTES = float(os.environ.get("OFFER_SYNC_DEADLINE_MINUTES", "10"))
 TASK_RETRIES = int(os.environ.get("OFFER_SYNC_TASK_RETRIES", "3"))
 RETRY_DELAY_S = float(os.environ.get("OFFER_SYNC_RETRY_DELAY_S", "30"))
 
-# A bad key, a blocked IP or a tripped circuit breaker will not be fixed by trying again.
+# A bad key, a blocked IP or a tripped circuit breaker will not be fixed by trying again. A deadlock
+# or serialization failure is fixed by trying again at once (the database already rolled it back).
 NO_RETRY_ON_FATAL = ExceptionRetryPolicy(
     rules=[
         RetryRule(
             exception="include.offer_sync.errors.FatalSyncError",
             action=RetryAction.FAIL,
             reason="configuration, credentials or data problem: retrying cannot fix it",
-        )
+        ),
+        RetryRule(
+            exception="include.offer_sync.errors.DatabaseConflictError",
+            action=RetryAction.RETRY,
+            retry_delay=timedelta(seconds=5),
+            reason="deadlock or serialization failure: the database rolled the transaction back; run it again",
+        ),
     ]
 )
 

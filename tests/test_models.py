@@ -66,15 +66,22 @@ def test_missing_currency_means_usd() -> None:
         ({"title": None}, "title: Input should be a valid string"),
         ({"title": "   "}, "title: must not be blank"),
         ({"title": "a" * 600}, "title: String should have at most 500 characters"),
-        ({"title": "bad\x07bell"}, "title: contains control characters"),
+        ({"title": "\x07\t\r\n"}, "title: must not be blank (it holds only whitespace and control characters: "),
+        ({"title": "bad\x00NUL"}, "title: contains a NUL character (\\x00), which PostgreSQL cannot store"),
+        ({"title": "a\ud800b"}, "title: contains a lone surrogate, which is not Unicode text"),
         ({"advertiserId": None}, "advertiserId: Input should be a valid string (got None)"),
         ({"id": {"x": 1}}, "id: Input should be a valid string"),
         ({"id": True}, "id: Input should be a valid string (got True)"),
         ({"id": 1.5}, "id: Input should be a valid string (got 1.5)"),
-        ({"id": "a\ud800b"}, "id: Input should be a valid string, unable to parse raw data as a unicode string"),
-        ({"geo": ["US", "G\x00B"]}, "geo.1: contains control characters"),
+        ({"id": "a\ud800b"}, "id: contains a lone surrogate, which is not Unicode text"),
+        ({"id": "77\t"}, "id: contains control characters (got '77\\t'); an id is a join key"),
+        ({"hashId": "aZ\r\n"}, "hashId: contains control characters"),
+        ({"advertiserId": "65a1\x85"}, "advertiserId: contains control characters"),
+        ({"geo": ["US", "G\x00B"]}, "geo.1: contains a NUL character"),
         ({"payouts": [{"payout": 1, "_id": "r\x1b1"}]}, "payouts.0._id: contains control characters"),
-        ({"description": "ok\ttabs\nnewlines but a \x00 NUL"}, "description: contains control characters"),
+        ({"payouts": [{"payout": 1, "model": "c\x00pa"}]}, "payouts.0.model: contains a NUL character"),
+        ({"description": "ok\ttabs\nnewlines but a \x00 NUL"}, "description: contains a NUL character"),
+        ({"url": "https://x.example/\x00"}, "url: contains a NUL character"),
         ({"currency": "XXQ"}, "currency: 'XXQ' is not an ISO 4217 currency code"),
         ({"payouts": [{"payout": -1}]}, "payouts.0.payout: Input should be greater than or equal to 0"),
         ({"payouts": [{"payout": "NaN"}]}, "payouts.0.payout: Input should be a finite number"),
@@ -111,20 +118,42 @@ def test_a_record_that_is_not_an_object_is_rejected() -> None:
     ]
 
 
-def test_hostile_but_valid_names_are_kept_byte_for_byte() -> None:
-    names = ["O'Brien \"Deals\"", "'; DROP TABLE offers; --", "<img src=x onerror=alert(1)>", "Café 🚀 Größe"]
-    records = [{**REAL_CAMPAIGN, "id": i, "title": n} for i, n in enumerate(names)]
-    valid, rejects = validate_page(Campaign, records)
+# Storable text that is odd: kept exactly, in every text field (only ids are stricter).
+ODD_TEXT = [
+    "O'Brien \"Deals\"", "'; DROP TABLE offers; --", "<img src=x onerror=alert(1)>", "Café 🚀 Größe",
+    "Tab\there", "Line\nbreak", "CR\rLF\r\n", "\tleading tab", "trailing newline\n", "bell\x07 esc\x1b[31m del\x7f",
+    "C1 \x85 NEL \x9b CSI \x80\x9f", "zero\u200bwidth\u200d\ufeff", "\u202eRTL override\u202c \u200f",
+    "👩‍👩‍👧 🎉", "back\\slash \\N \\. \\t", "\uffff\ufffe noncharacters",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("text", ODD_TEXT)
+def test_odd_but_storable_text_is_kept_exactly_in_every_text_field(text: str) -> None:
+    record = {**REAL_CAMPAIGN, "title": text, "description": text, "status": text, "visibility": text,
+              "commModel": text, "url": text, "previewUrl": text, "geo": [text], "categories": [text],
+              "payouts": [{**REAL_CAMPAIGN["payouts"][0], "model": text, "geo": [text]}]}  # fmt: skip
+    (campaign,), rejects = validate_page(Campaign, [record])
     assert rejects == []
-    assert [c.title for c in valid] == names
+    row = dict(zip(CAMPAIGN_COLUMNS, campaign_row(campaign), strict=True))
+    fields = ("title", "description", "status", "visibility", "comm_model", "url", "preview_url")
+    assert [row[k] for k in fields] == [text] * len(fields)
+    assert campaign.geo == campaign.categories == campaign.payouts[0].geo == [text]
+    assert campaign.payouts[0].model == text
+    adv = {"id": 5, "name": text, "company": text, "email": text, "category": text, "status": text, "tags": [text]}
+    (advertiser,), adv_rejects = validate_page(Advertiser, [adv])
+    assert adv_rejects == []
+    assert [advertiser.name, advertiser.company, advertiser.email, advertiser.category, advertiser.status,
+            *advertiser.tags] == [text] * 6  # fmt: skip
 
 
 def test_every_problem_of_a_record_is_reported_at_once() -> None:
-    record = {**REAL_CAMPAIGN, "title": "bad\x07", "currency": "XXQ", "geo": ["\x01"]}
+    record = {**REAL_CAMPAIGN, "title": "bad\x00", "currency": "XXQ", "geo": ["\x00"], "id": "4\n"}
     _, (reject,) = validate_page(Campaign, [record])
-    assert "title: contains control characters" in reject.reason
+    assert "title: contains a NUL character" in reject.reason
     assert "currency: 'XXQ' is not an ISO 4217 currency code" in reject.reason
-    assert "geo.0: contains control characters" in reject.reason
+    assert "geo.0: contains a NUL character" in reject.reason
+    assert "id: contains control characters" in reject.reason
+    assert reject.record_key is None, "an id that can never be an offer's id files the reject as unidentified"
 
 
 def test_integer_ids_become_strings_and_descriptions_keep_whitespace() -> None:

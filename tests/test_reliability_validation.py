@@ -64,7 +64,7 @@ INVALID: dict[str, tuple[dict[str, Any], str]] = {
     "108": (_campaign(108), "payouts.0.payout: Input should be a finite number"),  # Infinity, likewise
     "109": (_campaign(109, currency="XXQ"), "currency: 'XXQ' is not an ISO 4217 currency code"),
     "110": (_campaign(110, title="t" * 100_000), "title: String should have at most 500 characters"),
-    "111": (_campaign(111, title="Bad\x00title\x07bell"), "title: contains control characters"),
+    "111": (_campaign(111, title="Bad\x00title\x07bell"), "title: contains a NUL character"),
     "112": (_campaign(112, adv="adv-nobody"), "advertiserId: adv-nobody matches no advertiser"),
     "113": (_campaign(113, adv="adv-bad"), "advertiserId: adv-bad matches no advertiser"),
     "114": (_campaign(114, geo="US"), "geo: Input should be a valid list"),

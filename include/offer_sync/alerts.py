@@ -10,7 +10,8 @@ rule                fires when                                    threshold (env
 ``duration``        the run took longer than the limit            ``OFFER_SYNC_MAX_DURATION_S`` 600
 ``error_rate``      rejected + unfetched records / sweep > limit  ``OFFER_SYNC_MAX_ERROR_RATE`` 0.05
 ``task_memory``     the peak RSS of any sync task > limit (MB)    ``OFFER_SYNC_MAX_TASK_RSS_MB`` 1024
-``db_connection``   a database connection failed (any task try)   any failure
+``db_connection``   a database connection was lost or refused      any failure
+                    (any task try; not deadlocks, timeouts, disk)
 ``run_failed``      the run failed outright                       any failure
 ``deadline``        the run is not finished N minutes after it    ``OFFER_SYNC_DEADLINE_MINUTES`` 10
                     was queued (Airflow deadline alert)
@@ -20,10 +21,12 @@ rule                fires when                                    threshold (env
 that task's log, and fires under ``airflow dags test`` too); the DAG's success callback checks the
 stored result again (an alert already recorded for the run is not sent twice); the failure callback
 marks the ``sync_runs`` row failed and raises ``run_failed`` plus whatever the failed run measured;
-the task-level failure and retry callbacks raise ``db_connection`` when a psycopg
-``OperationalError`` or ``DatabaseUnavailableError`` is anywhere in the exception chain (a DB blip
-that a retry heals is still worth knowing about); the deadline alert's callback runs in the
-triggerer while the run is still going.
+the task-level failure and retry callbacks raise ``db_connection`` when a lost or refused connection
+(``DatabaseUnavailableError``, or a psycopg ``OperationalError`` with a connection SQLSTATE) is in
+the exception chain (a DB blip that a retry heals is still worth knowing about); deadlocks, lock and
+statement timeouts and a full disk are other ``DatabaseError`` classes, logged as what they are and
+reported by ``run_failed`` when the run fails; the deadline alert's callback runs in the triggerer
+while the run is still going.
 
 **Delivery** (``OfferSyncNotifier``, an Airflow ``BaseNotifier``; ``format_alert`` is the one place
 that turns an alert into text): every alert goes to the log of whatever runs the check (the task
@@ -221,16 +224,25 @@ def _float(value: Any) -> float | None:
 
 
 def find_db_connection_error(exc: BaseException | None) -> BaseException | None:
-    """The ``DatabaseUnavailableError`` or psycopg ``OperationalError`` in ``exc``'s chain, if any.
+    """The lost or refused database connection in ``exc``'s chain, if any: a ``DatabaseUnavailableError``,
+    or a psycopg ``OperationalError`` whose SQLSTATE says the connection is gone (``is_connection_failure``).
 
+    Only those: psycopg also files deadlocks, lock and statement timeouts and a full disk under
+    ``OperationalError``, and ``db.connect`` turns them into the other ``DatabaseError`` classes,
+    which are reported as what they are (in the task log and, when the run fails, ``run_failed``).
     Classes are matched by module and name along the MRO, so psycopg is not imported just to ask.
     """
+    from include.offer_sync.errors import is_connection_failure
+
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         for cls in type(exc).__mro__:
+            if cls.__module__ == "include.offer_sync.errors" and cls.__name__ == "DatabaseError":
+                return None  # classified by db.connect: a more specific class than "unavailable"
             if (cls.__name__ == "DatabaseUnavailableError" and cls.__module__ == "include.offer_sync.errors") or (
                 cls.__name__ == "OperationalError" and cls.__module__.split(".")[0] == "psycopg"
+                and is_connection_failure(getattr(exc, "sqlstate", None))
             ):
                 return exc
         exc = exc.__cause__ or exc.__context__

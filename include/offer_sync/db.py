@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
@@ -18,18 +19,80 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from include.offer_sync.errors import DatabaseUnavailableError
+from include.offer_sync.errors import (
+    ConfigurationError,
+    DatabaseCanceledError,
+    DatabaseConflictError,
+    DatabaseError,
+    DatabaseResourceError,
+    DatabaseTimeoutError,
+    DatabaseUnavailableError,
+    is_connection_failure,
+)
 from include.offer_sync.settings import DatabaseSettings
 
 log = logging.getLogger(__name__)
 
 SQL_DIR = Path(__file__).with_name("sql")
-# Our statements are few, large and run once: JIT compilation cost more than it saved (about a
-# second of a two-second merge at 100k offers), and hash joins over a sweep want more than the
-# default 4 MB of work_mem to stay in memory. Both are per-session; OFFER_SYNC_WORK_MEM tunes the
-# second for a shared database server.
-SESSION_OPTIONS = f"-c jit=off -c work_mem={os.environ.get('OFFER_SYNC_WORK_MEM', '256MB')}"
 APPLICATION_NAME = "trackier_offer_sync"
+
+# Per-session settings of every connection the sync opens: setting -> (environment variable, default).
+# None as default leaves the server's (role's, database's) own value alone.
+#
+# - jit is off: our statements are few, large and run once; JIT compilation cost more than it saved
+#   (about a second of a two-second merge at 100k offers).
+# - work_mem: hash joins over a sweep want more than the default 4 MB to stay in memory.
+# - lock_timeout bounds every lock wait, the merge lock (an advisory lock: another run merging, or a
+#   dead worker's transaction) included, so that a stuck holder fails the waiting task with a clear
+#   error and Airflow's retry instead of blocking every later run until the 2-hour run timeout. 5 min
+#   is fifteen times the merge of a million offers (about 20 s, BENCHMARKS.md); a merge longer than
+#   that only costs a waiting run a retry.
+# - idle_in_transaction_session_timeout ends a session whose transaction sits idle: the sync never
+#   waits on anything (an API, a webhook) inside a transaction, so an idle one means its worker hung
+#   (stopped, swapped out, partitioned away) while holding the merge's locks. Shorter than
+#   lock_timeout, so that a run waiting behind a hung worker gets the lock before it gives up.
+# - client_connection_check_interval (PostgreSQL 14+) makes a backend notice, while a statement runs,
+#   that its client process died (SIGKILL, OOM killer), and abort instead of finishing the statement
+#   and keeping its locks until then.
+# - statement_timeout is only set when asked for: a role may have one on purpose.
+SESSION_SETTINGS: dict[str, tuple[str, str | None]] = {
+    "work_mem": ("OFFER_SYNC_WORK_MEM", "256MB"),
+    "lock_timeout": ("OFFER_SYNC_LOCK_TIMEOUT", "5min"),
+    "idle_in_transaction_session_timeout": ("OFFER_SYNC_IDLE_IN_TRANSACTION_TIMEOUT", "2min"),
+    "client_connection_check_interval": ("OFFER_SYNC_CLIENT_CHECK_INTERVAL", "10s"),
+    "statement_timeout": ("OFFER_SYNC_STATEMENT_TIMEOUT", None),
+}
+_DURATION = re.compile(r"\d+(us|ms|s|min|h|d)?")
+_MEMORY = re.compile(r"\d+(B|kB|MB|GB|TB)?")
+
+
+def session_settings(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The per-session settings in effect (``SESSION_SETTINGS`` with the environment applied).
+
+    Values are checked here (a typo becomes a ``ConfigurationError`` naming the variable, not a
+    refused connection) and must be plain PostgreSQL values: ``300ms``, ``5min``, ``0`` (off), ``256MB``;
+    ``default`` leaves the setting to the server (e.g. ``client_connection_check_interval``, which
+    PostgreSQL 13 and older do not know: setting it there would refuse every connection).
+    """
+    environ = os.environ if environ is None else environ
+    values: dict[str, str] = {}
+    for setting, (variable, default) in SESSION_SETTINGS.items():
+        raw = environ.get(variable)
+        value = default if raw is None or not raw.strip() else raw.strip()
+        if value is None or value.lower() == "default":
+            continue
+        pattern = _MEMORY if setting == "work_mem" else _DURATION
+        if not pattern.fullmatch(value):
+            example = "256MB" if setting == "work_mem" else "5min, 30s or 500ms (0 turns it off)"
+            raise ConfigurationError(f"{variable} must be a PostgreSQL {setting} value such as {example}, "
+                                     f"got {value!r}")  # fmt: skip
+        values[setting] = value
+    return values
+
+
+def session_options(settings: Mapping[str, str]) -> str:
+    """The libpq ``options`` string that applies ``settings`` (and ``jit=off``) to a new session."""
+    return " ".join(["-c jit=off", *(f"-c {k}={v}" for k, v in settings.items())])
 
 
 @cache
@@ -76,7 +139,13 @@ STATEMENTS = _StatementCounter()
 
 @contextmanager
 def connect(settings: DatabaseSettings, *, autocommit: bool = False) -> Iterator[psycopg.Connection[Any]]:
-    """A connection to the offers database; a refused connection becomes a clear, retryable error."""
+    """A connection to the offers database, with the sync's session settings.
+
+    A refused connection, and any database error inside the block that is not about the data
+    (a lost connection, a deadlock, a timeout, a full disk), becomes a ``DatabaseError`` subclass
+    that says what happened and what to do (see ``classify_error``).
+    """
+    session = session_settings()
     try:
         conn = psycopg.connect(
             settings.conninfo,
@@ -84,21 +153,100 @@ def connect(settings: DatabaseSettings, *, autocommit: bool = False) -> Iterator
             application_name=APPLICATION_NAME,
             connect_timeout=10,
             cursor_factory=CountingCursor,
-            options=SESSION_OPTIONS,
+            options=session_options(session),
         )
     except psycopg.OperationalError as exc:
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise DatabaseUnavailableError(
             f"cannot connect to the offers database at {settings.display}: {reason}. "
-            "Check the offers_db connection (AIRFLOW_CONN_OFFERS_DB) and that the server is up."
+            "Check the offers_db connection (AIRFLOW_CONN_OFFERS_DB) and that the server is up.",
+            exc.sqlstate,
         ) from exc
     try:
         if settings.schema:
             conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(settings.schema)))
         yield conn
-    except psycopg.OperationalError as exc:
-        raise DatabaseUnavailableError(
-            f"lost the connection to the offers database at {settings.display}: {str(exc).strip()[:300]}"
-        ) from exc
+    except psycopg.Error as exc:
+        error = classify_error(exc, settings.display, session, broken=conn.broken)
+        if error is None:
+            raise
+        raise error from exc
     finally:
         conn.close()
+
+
+# SQLSTATE -> condition name, for the ones the messages below name.
+_CONDITIONS = {
+    "40P01": "deadlock_detected", "40001": "serialization_failure", "55P03": "lock_not_available",
+    "57014": "query_canceled", "25P03": "idle_in_transaction_session_timeout", "53100": "disk_full",
+    "53200": "out_of_memory", "53400": "configuration_limit_exceeded", "57P01": "admin_shutdown",
+    "57P02": "crash_shutdown", "57P03": "cannot_connect_now", "57P04": "database_dropped",
+    "57P05": "idle_session_timeout", "53300": "too_many_connections",
+}  # fmt: skip
+_ROLLED_BACK = "The transaction was rolled back; nothing of it was stored."
+# Timeouts: SQLSTATE -> (setting, what happened).
+_TIMEOUTS = {
+    "55P03": ("lock_timeout", "waited longer than lock_timeout for a lock another session held (another run "
+                              "merging holds the merge lock; a long transaction on brands or offers holds rows)"),
+    "57014": ("statement_timeout", "cancelled a statement that ran longer than statement_timeout"),
+    "25P03": ("idle_in_transaction_session_timeout",
+              "ended this session because its transaction sat idle longer than idle_in_transaction_session_timeout: "
+              "the task process stalled (stopped, swapped out or cut off) in the middle of its work"),
+    "57P05": ("idle_session_timeout", "ended this session because it sat idle longer than idle_session_timeout"),
+}  # fmt: skip
+
+
+def classify_error(
+    exc: psycopg.Error, where: str, session: Mapping[str, str], *, broken: bool = False
+) -> DatabaseError | None:
+    """The ``DatabaseError`` an operator should see for ``exc``, or None when it is about our SQL or
+    the data (a bug, a constraint): those keep psycopg's own, precise exception.
+
+    Sorted by SQLSTATE, not by psycopg's exception class: psycopg files deadlocks, lock and
+    statement timeouts and a full disk under ``OperationalError``, along with a lost connection.
+    ``where`` is the database as shown to operators, ``session`` the settings from ``session_settings``.
+    """
+    state = exc.sqlstate
+    said = " ".join((exc.diag.message_primary or str(exc) or type(exc).__name__).split())[:300].rstrip(".")
+    code = f"SQLSTATE {state} {_CONDITIONS.get(state or '', '')}".rstrip()
+    db = f"the offers database at {where}"
+    if state in ("40P01", "40001"):
+        what = (
+            "broke a deadlock by cancelling this transaction: another session locked the same rows in the "
+            "opposite order"
+            if state == "40P01"
+            else "could not serialize this transaction with a concurrent one (the database runs it at "
+            "REPEATABLE READ or SERIALIZABLE: see default_transaction_isolation)"
+        )
+        message = f"{db} {what} ({code}). {_ROLLED_BACK} This is transient: the task's retry runs it again."
+        return DatabaseConflictError(f"{message} Server said: {said}", state)
+    if state in _TIMEOUTS and (state != "57014" or "statement timeout" in said):
+        setting, what = _TIMEOUTS[state]
+        variable = SESSION_SETTINGS.get(setting, (None, None))[0]
+        value = session.get(setting)
+        now = f"{setting} = {value}" if value else f"{setting} is the role's or database's own value"
+        change = f"raise {variable}, or ALTER ROLE ... SET {setting}" if variable else f"ALTER ROLE ... SET {setting}"
+        message = (
+            f"{db} {what} ({code}; {now}). {_ROLLED_BACK} The task's retry runs it again; "
+            f"if this keeps happening, {change}."
+        )
+        return DatabaseTimeoutError(f"{message} Server said: {said}", state, setting=setting, variable=variable)
+    if state == "57014":
+        message = (
+            f"{db} cancelled a statement on request ({code}): someone ran pg_cancel_backend on this session "
+            f"or cancelled it from a tool. {_ROLLED_BACK}"
+        )
+        return DatabaseCanceledError(f"{message} Server said: {said}", state)
+    if state is not None and state[:2] in ("53", "58") and state != "53300":
+        what = {
+            "53100": "is out of disk space: free space on the database server's data disk",
+            "53200": "ran out of memory: give the server more memory or lower OFFER_SYNC_WORK_MEM "
+            f"(now {session.get('work_mem', 'the server default')})",
+        }.get(state, "ran out of a resource or hit a system error: see the server's log")
+        message = f"{db} {what} ({code}). {_ROLLED_BACK} The task's retry runs it again."
+        return DatabaseResourceError(f"{message} Server said: {said}", state)
+    if (isinstance(exc, psycopg.OperationalError) and is_connection_failure(state)) or broken:
+        how = code if state else "the connection closed"
+        message = f"lost the connection to {db} ({how}): {said}. {_ROLLED_BACK} The task's retry reconnects."
+        return DatabaseUnavailableError(message, state)
+    return None

@@ -40,8 +40,69 @@ class PaginationError(SyncError):
     """The pages do not add up: a cursor repeats, the page cap is hit, totals do not match."""
 
 
-class DatabaseUnavailableError(SyncError):
-    """The offers database refused or dropped the connection."""
+#: SQLSTATEs that mean the session is gone or was never there: connection exceptions (class 08),
+#: admin_shutdown / crash_shutdown / cannot_connect_now (57P01-57P03, a terminated backend or a
+#: restarting server), database_dropped (57P04) and too_many_connections (53300, a refused connection).
+CONNECTION_SQLSTATE_CLASSES = ("08",)
+CONNECTION_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "57P04", "53300"})
+
+
+def is_connection_failure(sqlstate: str | None) -> bool:
+    """Whether a server error code means a lost or refused connection (None: no code, the socket closed)."""
+    return sqlstate is None or sqlstate[:2] in CONNECTION_SQLSTATE_CLASSES or sqlstate in CONNECTION_SQLSTATES
+
+
+class DatabaseError(SyncError):
+    """A statement of the sync failed in the offers database for a reason other than the data.
+
+    The transaction it ran in was rolled back, so nothing of it was stored; all of these are
+    transient (Airflow's task retry runs the task again). Subclasses say what happened, because the
+    operator's next step differs: a lost connection is an outage, a deadlock needs nothing, a lock
+    or statement timeout names the setting to raise, a full disk needs space. ``sqlstate`` is the
+    server's five-character error code (None when the client lost the connection before one came).
+    """
+
+    def __init__(self, message: str, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+class DatabaseUnavailableError(DatabaseError):
+    """The offers database refused or dropped the connection (SQLSTATE class 08, a server that shut
+    down or terminated the session, too many clients, or no SQLSTATE at all: the socket closed).
+
+    The only database error that raises the ``db_connection`` alert.
+    """
+
+
+class DatabaseConflictError(DatabaseError):
+    """The server rolled the transaction back to resolve a conflict with another session: a
+    deadlock (40P01) or a serialization failure (40001). Running it again normally succeeds."""
+
+
+class DatabaseTimeoutError(DatabaseError):
+    """A wait or a statement outlasted one of the session's timeouts: ``lock_timeout`` (55P03),
+    ``statement_timeout`` (57014) or ``idle_in_transaction_session_timeout`` (25P03).
+
+    ``setting`` names the PostgreSQL setting and ``variable`` the environment variable that sets it
+    for the sync's sessions, so the message can say what to raise.
+    """
+
+    def __init__(
+        self, message: str, sqlstate: str | None = None, *, setting: str = "", variable: str | None = None
+    ) -> None:
+        super().__init__(message, sqlstate)
+        self.setting = setting
+        self.variable = variable
+
+
+class DatabaseCanceledError(DatabaseError):
+    """A statement was cancelled from outside (``pg_cancel_backend``, an operator), not by a timeout."""
+
+
+class DatabaseResourceError(DatabaseError):
+    """The database server ran out of something: disk (53100), memory (53200), other resources
+    (class 53) or hit a system I/O error (class 58)."""
 
 
 class SweepRejectedError(FatalSyncError):

@@ -38,10 +38,20 @@ MAX_ID_LENGTH = 128
 MAX_PAYOUT = 1_000_000_000.0
 MAX_LIST_ITEMS = 1_000
 
-# C0/C1 control characters. Tabs and newlines are fine in long text, never in names or ids.
-# Lone surrogates are included: they cannot be encoded as UTF-8, so PostgreSQL could not store them.
-_CONTROL_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-_CONTROL_CHARS_EXCEPT_WHITESPACE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+# What text may hold. Names, titles, descriptions, tags and URLs are kept exactly as Trackier sent
+# them, tabs, newlines, zero-width and bidi marks, C0/C1 controls included: PostgreSQL's text stores
+# them, and escaping for a page, a terminal or a CSV is the reader's job. Only what PostgreSQL cannot
+# store is refused: NUL (text and jsonb refuse it) and lone surrogates (not Unicode scalar values, so
+# not encodable as UTF-8; pydantic's ``str`` already refuses those, see ``describe_errors``).
+#
+# Ids are stricter: they are join keys (offers across runs, campaigns to their advertiser, rejects to
+# the offer they keep "seen"), compared byte for byte. An id with a control character in it (a stray
+# CR or tab from an export) would silently be a different offer from the one it looks like, and could
+# not be typed into a query; Trackier's ids are numbers, 24-hex strings and short base64 ``hashId``s.
+_NUL = "\x00"
+_ID_CONTROL_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# A name needs one character that is neither whitespace nor a control character.
+_VISIBLE = re.compile(r"[^\s\x00-\x1f\x7f-\x9f]")
 
 
 def _id_to_str(value: Any) -> Any:
@@ -60,7 +70,7 @@ def _id_to_str(value: Any) -> Any:
 
 
 # Length limits and types are checked by pydantic-core (Rust); the few rules it cannot express
-# (blank names, control characters, ISO currencies) run in ONE Python validator per record, which
+# (blank names, NUL, control characters in ids, ISO currencies) run in ONE Python validator per record, which
 # keeps validation at a few microseconds per record instead of one Python call per field.
 Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
 Name = Annotated[str, Field(max_length=MAX_NAME_LENGTH)]
@@ -82,15 +92,27 @@ class _Problems:
         self.items: list[str] = []
 
     def not_blank(self, field: str, value: str | None) -> None:
-        if value is not None and not value.strip():
-            self.items.append(f"{field}: must not be blank")
+        if value is not None and not _VISIBLE.search(value):
+            what = f" (it holds only whitespace and control characters: {_short_repr(value)})" if value.strip() else ""
+            self.items.append(f"{field}: must not be blank{what}")
 
-    def no_controls(self, fields: dict[str, str | None], pattern: re.Pattern[str] = _CONTROL_CHARS) -> None:
-        present = [v for v in fields.values() if v]
-        if present and pattern.search("".join(present)):  # one scan for the common, clean case
-            for name, value in fields.items():
-                if value and pattern.search(value):
-                    self.items.append(f"{name}: contains control characters (got {_short_repr(value)})")
+    def plain_ids(self, fields: dict[str, str | None]) -> None:
+        """Ids are join keys: no control characters at all (see ``_ID_CONTROL_CHARS``)."""
+        for name, value in fields.items():
+            if value and _ID_CONTROL_CHARS.search(value):
+                self.items.append(
+                    f"{name}: contains control characters (got {_short_repr(value)}); an id is a join key "
+                    "and must be plain text"
+                )
+
+    def storable(self, fields: dict[str, str | None]) -> None:
+        """Text keeps every character PostgreSQL can store; NUL is the one it cannot."""
+        for name, value in fields.items():
+            if value and _NUL in value:
+                self.items.append(
+                    f"{name}: contains a NUL character (\\x00), which PostgreSQL cannot store in text "
+                    f"(got {_short_repr(value)})"
+                )
 
     def currency(self, field: str, value: str | None) -> str | None:
         if value is None:
@@ -188,11 +210,11 @@ class Campaign(BaseModel):
         self.__dict__["modified"] = _as_utc("modified", self.modified, out_of_range)
         clean = (
             not out_of_range
-            and self.id.strip() and self.advertiser_ref.strip() and self.title.strip()
+            and self.id.strip() and self.advertiser_ref.strip() and _VISIBLE.search(self.title)
             and self.currency in ISO_4217
             and all(r.currency is None or r.currency in ISO_4217 for r in rules)
-            and not _CONTROL_CHARS.search("".join(self._names()))
-            and not (self.description and _CONTROL_CHARS_EXCEPT_WHITESPACE.search(self.description))
+            and not _ID_CONTROL_CHARS.search("".join(self._ids()))
+            and _NUL not in "".join(self._texts())
         )  # fmt: skip
         if not clean:  # the rare case: find every problem, by field, for the reject reason
             p = _Problems()
@@ -200,8 +222,9 @@ class Campaign(BaseModel):
             p.not_blank("id", self.id)
             p.not_blank("advertiserId", self.advertiser_ref)
             p.not_blank("title", self.title)
-            p.no_controls(self._named())
-            p.no_controls({"description": self.description}, _CONTROL_CHARS_EXCEPT_WHITESPACE)
+            ids, texts = self._named()
+            p.plain_ids(ids)
+            p.storable(texts)
             self.__dict__["currency"] = p.currency("currency", self.currency) or "USD"
             for i, rule in enumerate(rules):
                 rule.__dict__["currency"] = p.currency(f"payouts.{i}.currency", rule.currency)
@@ -211,10 +234,19 @@ class Campaign(BaseModel):
                 rule.__dict__["currency"] = self.currency
         return self
 
-    def _names(self) -> Iterator[str]:
-        """Every short string of the record (ids, names, codes, tags), for the control-character scan."""
-        for value in (self.id, self.hash_id, self.advertiser_ref, self.title, self.status, self.visibility,
-                      self.comm_model, self.url, self.preview_url):  # fmt: skip
+    def _ids(self) -> Iterator[str]:
+        """Every id of the record (join keys), for the control-character scan."""
+        for value in (self.id, self.hash_id, self.advertiser_ref):
+            if value:
+                yield value
+        for rule in self.payouts:
+            if rule.rule_id:
+                yield rule.rule_id
+
+    def _texts(self) -> Iterator[str]:
+        """Every other string of the record (names, codes, tags, URLs, text), for the NUL scan."""
+        for value in (self.title, self.description, self.status, self.visibility, self.comm_model, self.url,
+                      self.preview_url):  # fmt: skip
             if value:
                 yield value
         yield from self.geo
@@ -222,22 +254,23 @@ class Campaign(BaseModel):
         yield from self.os
         yield from self.categories
         for rule in self.payouts:
-            if rule.rule_id:
-                yield rule.rule_id
             if rule.model:
                 yield rule.model
             yield from rule.geo
 
-    def _named(self) -> dict[str, str | None]:
-        names = {"id": self.id, "hashId": self.hash_id, "advertiserId": self.advertiser_ref, "title": self.title,
-                 "status": self.status, "visibility": self.visibility, "commModel": self.comm_model,
-                 "url": self.url, "previewUrl": self.preview_url}  # fmt: skip
+    def _named(self) -> tuple[dict[str, str | None], dict[str, str | None]]:
+        """``_ids`` and ``_texts`` by field path, for the reject reason."""
+        ids = {"id": self.id, "hashId": self.hash_id, "advertiserId": self.advertiser_ref}
+        texts = {"title": self.title, "description": self.description, "status": self.status,
+                 "visibility": self.visibility, "commModel": self.comm_model, "url": self.url,
+                 "previewUrl": self.preview_url}  # fmt: skip
         for field in ("geo", "device", "os", "categories"):
-            names.update({f"{field}.{i}": v for i, v in enumerate(getattr(self, field))})
+            texts.update({f"{field}.{i}": v for i, v in enumerate(getattr(self, field))})
         for i, rule in enumerate(self.payouts):
-            names.update({f"payouts.{i}._id": rule.rule_id, f"payouts.{i}.model": rule.model})
-            names.update({f"payouts.{i}.geo.{j}": v for j, v in enumerate(rule.geo)})
-        return names
+            ids[f"payouts.{i}._id"] = rule.rule_id
+            texts[f"payouts.{i}.model"] = rule.model
+            texts.update({f"payouts.{i}.geo.{j}": v for j, v in enumerate(rule.geo)})
+        return ids, texts
 
 
 class Advertiser(BaseModel):
@@ -281,10 +314,11 @@ class Advertiser(BaseModel):
         self.__dict__["modified"] = _as_utc("modified", self.modified, p.items)
         p.not_blank("id", self.id)
         p.not_blank("name", self.name)
-        names = {"id": self.id, "_id": self.long_id, "hashId": self.hash_id, "name": self.name,
-                 "company": self.company, "email": self.email, "category": self.category, "status": self.status}
-        names.update({f"tags.{i}": v for i, v in enumerate(self.tags)})  # fmt: skip
-        p.no_controls(names)
+        p.plain_ids({"id": self.id, "_id": self.long_id, "hashId": self.hash_id})
+        texts = {"name": self.name, "company": self.company, "email": self.email, "category": self.category,
+                 "status": self.status}
+        texts.update({f"tags.{i}": v for i, v in enumerate(self.tags)})  # fmt: skip
+        p.storable(texts)
         self.__dict__["currency"] = p.currency("currency", self.currency)
         p.raise_if_any()
         return self
@@ -394,6 +428,9 @@ def describe_errors(error: ValidationError, limit: int = 5) -> str:
             parts.append(msg)  # a record-level rule: the message names its fields itself
             continue
         loc = ".".join(str(p) for p in item["loc"]) or "record"
+        if item["type"] == "string_unicode":  # pydantic's words for a lone surrogate (JSON "\ud800")
+            msg = ("contains a lone surrogate, which is not Unicode text: it cannot be encoded as UTF-8 "
+                   "or stored")  # fmt: skip
         if item["type"] not in ("missing", "model_type") and "input" in item:
             shown = _short_repr(item["input"])
             if shown is not None:
@@ -417,16 +454,17 @@ def _short_repr(value: Any, width: int = 60) -> str | None:
 def _record_key(record: Any) -> str | None:
     """The id a reject is filed under, or None when there is no usable one.
 
-    An id with control characters or lone surrogates cannot be stored in a text column (PostgreSQL
-    refuses NUL and unencodable text: the whole shard's COPY failed on one such record), and it
-    cannot be the id of a stored offer either. It counts as unidentified, which keeps the sweep
-    from deactivating anything; the raw record (JSON-escaped) still shows it.
+    An id with control characters or lone surrogates is refused as an id (see ``_ID_CONTROL_CHARS``),
+    so it can never be the id of a stored offer; NUL and lone surrogates could not even be stored
+    in the text column (the whole shard's COPY failed on one such record). Such a reject counts as
+    unidentified, which keeps the sweep from deactivating anything (the offer it may stand for is
+    not switched off); the raw record (JSON-escaped) still shows the id.
     """
     if isinstance(record, dict):
         key = record.get("id")
         if isinstance(key, (str, int)) and not isinstance(key, bool):
             text = str(key)[:MAX_ID_LENGTH]
-            return None if _CONTROL_CHARS.search(text) else text
+            return None if _ID_CONTROL_CHARS.search(text) else text
     return None
 
 

@@ -113,6 +113,25 @@ _SPECIAL_TITLES = (
     "Back\\slash & <Tag> Deals", "Emoji 🎰🎁💸 Jackpot", "Ça va? Économisez 50 %",
 )  # fmt: skip
 
+# Odd but storable text, as a real panel may hold it (pasted from spreadsheets, e-mails, RTL editors):
+# tabs, newlines, CR, zero-width and bidi marks, C0 and C1 controls, COPY escape sequences, SQL and HTML,
+# emoji sequences, a title near the 500-character limit. Every one must reach `offers`/`brands` byte for
+# byte (the sync rejects only what PostgreSQL cannot store: NUL, lone surrogates; see faults.TEXT_KINDS).
+# Advertiser ``i`` with ``i % 50 == 29`` and campaign ``j`` with ``j % 50 == 41`` get one, in turn.
+ODD_ADVERTISER_NAMES = (
+    "Tab\tSeparated Ltd", "Line\nBreak Media", "CRLF\r\nTraders", "Zero\u200bWidth\u200dJoin Co",
+    "\u202eRTL override\u202c Inc", "\u200fمتجر عربي\u200e Shop", "C1\x85NEL\x9bCSI Controls",
+    "Bell\x07Esc\x1b[1mBold\x7f", "Robert'); DROP TABLE brands;--", "<script>alert('x')</script> Ads",
+)  # fmt: skip
+ODD_TITLES = (
+    "Tab\tin the title", "Two\nlines", "Carriage\rreturn", "Windows\r\nline end", "\tleading tab",
+    "trailing newline\n", "zero\u200bwidth\u200c\u200d\u2060joiners\ufeff", "\u202eRTL override\u202c mixed",
+    "\u200fאבג\u200e and \u061cعربي", "👩‍👩‍👧‍👦 family 🏳️‍🌈 flags 🇩🇪", "'; DROP TABLE offers; -- ' OR 1=1",
+    "<img src=x onerror=alert(1)> &amp; </td>", "\\N \\. \\t \\\\ COPY escapes", "%s %(x)s {0} $1 NULL",
+    "C0 " + "".join(map(chr, range(1, 32))) + " end", "DEL \x7f C1 " + "".join(map(chr, range(0x80, 0xA0))) + " end",
+    "\uffff\ufffe noncharacters \U0010fffd", "Long " + "wörd\t🚀 " * 69,
+)  # fmt: skip
+assert all(len(t) <= 488 for t in ODD_TITLES)  # with " #<id>" still within the 500-character limit
 
 _MODEL_LABEL = {m: m.upper() for m in _MODELS}
 _MOD_SPAN_MS = 400 * _DAY_MS
@@ -506,6 +525,10 @@ class Catalogue:
             name = _SPECIAL_ADVERTISER_NAMES[(i // 50) % len(_SPECIAL_ADVERTISER_NAMES)]
             if i >= 50 * len(_SPECIAL_ADVERTISER_NAMES):
                 name = f"{name} {i // (50 * len(_SPECIAL_ADVERTISER_NAMES)) + 1}"
+        elif i % 50 == 29:
+            name = ODD_ADVERTISER_NAMES[(i // 50) % len(ODD_ADVERTISER_NAMES)]
+            if i >= 50 * len(ODD_ADVERTISER_NAMES):
+                name = f"{name} {i // (50 * len(ODD_ADVERTISER_NAMES)) + 1}"
         else:
             # A stride coprime with the combo count spreads neighbouring ids over different names.
             c = (i * 7919) % combos
@@ -578,6 +601,8 @@ class Catalogue:
         offer = _OFFER_TYPES[d[7] % 12]
         if j % 50 == 17:
             title = f"{_SPECIAL_TITLES[(j // 50) % len(_SPECIAL_TITLES)]} #{cid}"
+        elif j % 50 == 41:
+            title = f"{ODD_TITLES[(j // 50) % len(ODD_TITLES)]} #{cid}"
         else:
             title = f"{brand} - {offer} - {geo_label} [{_MODEL_LABEL[model]}] #{cid}"
         hash_id = base64.b64encode(d[8:14], b"xY").decode()

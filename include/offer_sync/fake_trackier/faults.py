@@ -29,6 +29,12 @@ INVALID_KINDS: tuple[str, ...] = (
     "control_chars", "orphan_advertiser",
 )  # fmt: skip
 
+# Text the sync must refuse because PostgreSQL cannot store it. Only used when named in
+# ``invalid_kind`` (never drawn by ``invalid_rate``, so the kinds drawn for existing ids stay the same):
+# a NUL in the description (titles get theirs from ``control_chars``), and a lone surrogate in the
+# title, sent as the JSON escape ``\ud800`` (valid JSON syntax, but not Unicode text).
+TEXT_KINDS: tuple[str, ...] = ("nul_description", "lone_surrogate_title")
+
 # The subset that makes sense for an advertiser record (no payout, no advertiser reference).
 ADVERTISER_INVALID_KINDS: tuple[str, ...] = (
     "missing_title",
@@ -47,6 +53,8 @@ LONG_TITLE_LENGTH = 100_000
 # tokens after serialisation (what Python's json module accepts and strict parsers reject).
 NAN_SENTINEL = "__fake_trackier_NaN__"
 INF_SENTINEL = "__fake_trackier_Infinity__"
+# orjson cannot write a lone surrogate either; this is swapped for the JSON escape after serialisation.
+SURROGATE_SENTINEL = "__fake_trackier_lone_surrogate__"
 
 ERROR_BODIES: dict[str, tuple[int, str]] = {
     "bad_request": (20, "bad request"),
@@ -197,9 +205,9 @@ def _validate(name: str, value: Any) -> Any:
         if not isinstance(value, (str, dict)):
             raise ValueError(f"invalid_kind must be one of {INVALID_KINDS} or a {{id: kind}} map")
         kinds = [value] if isinstance(value, str) else list(value.values())
-        bad = [k for k in kinds if k not in INVALID_KINDS]
+        bad = [k for k in kinds if k not in INVALID_KINDS and k not in TEXT_KINDS]
         if bad:
-            raise ValueError(f"invalid_kind {bad[0]!r} is not one of {INVALID_KINDS}")
+            raise ValueError(f"invalid_kind {bad[0]!r} is not one of {INVALID_KINDS + TEXT_KINDS}")
         return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
     if name in ("repeat_cursor", "short_page_size"):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
@@ -310,6 +318,10 @@ def corrupt_record(record: Any, kind: str) -> Any:
         rec[title_key] = (base * (LONG_TITLE_LENGTH // len(base) + 1))[:LONG_TITLE_LENGTH]
     elif kind == "control_chars":
         rec[title_key] = f"Bad\x00title\x07with\x1bcontrols\x7f {rec.get(title_key, '')}"
+    elif kind == "nul_description":
+        rec["description"] = f"{rec.get('description') or ''} hidden\x00NUL"
+    elif kind == "lone_surrogate_title":
+        rec[title_key] = f"Broken {SURROGATE_SENTINEL} {rec.get(title_key, '')}"
     elif kind == "orphan_advertiser":
         rec[adv_key] = ORPHAN_ADVERTISER_ID if adv_key == "advertiserId" else "adv_does_not_exist"
     else:
@@ -336,3 +348,9 @@ def apply_nan_literal(body: bytes) -> bytes:
 def apply_nan_strings(body: bytes) -> bytes:
     """Default: the client sees the strings ``"NaN"``/``"Infinity"`` (``float()`` accepts them!)."""
     return body.replace(NAN_SENTINEL.encode(), b"NaN").replace(INF_SENTINEL.encode(), b"Infinity")
+
+
+def apply_lone_surrogates(body: bytes) -> bytes:
+    """Swap the sentinel for ``\ud800``: a JSON escape of a lone surrogate (orjson refuses to read it,
+    Python's json module accepts it)."""
+    return body.replace(SURROGATE_SENTINEL.encode(), b"\\ud800")

@@ -48,7 +48,9 @@ from include.offer_sync.fake_trackier.faults import (
     HTML_503,
     INF_SENTINEL,
     NAN_SENTINEL,
+    SURROGATE_SENTINEL,
     Knobs,
+    apply_lone_surrogates,
     apply_nan_literal,
     apply_nan_strings,
     corrupt_record,
@@ -63,7 +65,7 @@ _JSON = "application/json; charset=utf-8"
 _HTML = "text/html; charset=utf-8"
 _CAMPAIGN_PATH = re.compile(r"^/v2/campaigns/([^/]+)/?$")
 _API_KEY_IN_QUERY = re.compile(r"(?i)(apikey=)[^&]*")
-_NAN_KINDS = frozenset({"nan_payout", "infinity_payout"})
+_NAN_KINDS = frozenset({"nan_payout", "infinity_payout", "lone_surrogate_title"})  # need a byte rewrite
 
 
 class _BadRequest(Exception):
@@ -537,6 +539,8 @@ class ServerState:
         data = orjson.dumps(body)
         if nan and (NAN_SENTINEL.encode() in data or INF_SENTINEL.encode() in data):
             data = apply_nan_literal(data) if knobs.nan_literal else apply_nan_strings(data)
+        if nan and SURROGATE_SENTINEL.encode() in data:
+            data = apply_lone_surrogates(data)
         return data
 
     def _single_campaign(self, knobs: Knobs, campaign_id: str | None) -> Reply:

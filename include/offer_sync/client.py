@@ -418,6 +418,10 @@ class TrackierClient:
         the cursor must move: ``pageToken`` must not answer page 1 again, else numbered pages are
         tried. Each fallback is logged and recorded in ``Probe.fallback``. The normal cost is one
         extra request per entity and sync (page 2 is fetched twice: here and by its shard).
+
+        A check whose page fails for good keeps the style page 1 suggested (logged): the probe only
+        picks the better style, while what keeps a wrong one safe is in the streams (a repeated page
+        stops them) and in the sweep check, in every style.
         """
         requested = self.settings.pagination
         size = self.settings.page_size
@@ -437,7 +441,7 @@ class TrackierClient:
             return Probe("cursor", None, None, per_page, requested)
 
         if first.total is not None or first.next_token is None:
-            second = self.fetch_page(entity, page=2, limit=size)
+            second = self._check_page(entity, size, page=2)
             if not _same_records(first, second):
                 return _page_probe(first, per_page, requested, None)
             reason = f"page=2 answered the same {len(first.records)} records as page 1: the API ignores page=; "
@@ -448,19 +452,29 @@ class TrackierClient:
             log.warning("%s: %s", entity, reason)
             return Probe("cursor", first.total, None, per_page, requested, reason)
 
-        second = self.fetch_page(entity, token=first.next_token, limit=size)
+        second = self._check_page(entity, size, token=first.next_token)
         if not _same_records(first, second):
             return Probe("cursor", None, None, per_page, requested)
-        third = self.fetch_page(entity, page=2, limit=size)
-        if not _same_records(first, third):
+        third = self._check_page(entity, size, page=2)
+        if third is not None and not _same_records(first, third):
             reason = ("nextPageToken answered page 1 again (the cursor does not move) while page=2 works: "
                       "reading numbered pages instead (set pagination to page to skip this check)")  # fmt: skip
             log.warning("%s: %s", entity, reason)
             return _page_probe(first, per_page, requested, reason)
-        reason = ("neither nextPageToken nor page=2 moves past page 1: only page 1 can be read; "
-                  "the sweep is incomplete")  # fmt: skip
+        reason = ("nextPageToken answered page 1 again (the cursor does not move) and page=2 did not move past "
+                  "page 1 either: only page 1 can be read; the sweep is incomplete")  # fmt: skip
         log.warning("%s: %s", entity, reason)
         return Probe("cursor", None, None, per_page, requested, reason)
+
+    def _check_page(self, entity: Entity, limit: int, **where: Any) -> Page | None:
+        """The probe's second page, or None when it failed for good (the check is then skipped)."""
+        try:
+            return self.fetch_page(entity, limit=limit, **where)
+        except (TrackierTransientError, TrackierResponseError) as exc:
+            what = "page 2" if "page" in where else "the next cursor page"
+            log.warning("%s: could not fetch %s to check the pagination (%s); keeping the style page 1 "
+                        "suggested, the streams still stop on a repeated page", entity, what, exc)  # fmt: skip
+            return None
 
     def iter_page_range(
         self,
@@ -739,8 +753,8 @@ def page_fingerprint(records: list[Any]) -> bytes | None:
     return hashlib.blake2b("\x1f".join(parts).encode("utf-8", "backslashreplace"), digest_size=8).digest()
 
 
-def _same_records(a: Page, b: Page) -> bool:
-    return a.fingerprint is not None and a.fingerprint == b.fingerprint
+def _same_records(a: Page, b: Page | None) -> bool:
+    return b is not None and a.fingerprint is not None and a.fingerprint == b.fingerprint
 
 
 def _page_probe(first: Page, per_page: int, requested: str, fallback: str | None) -> Probe:

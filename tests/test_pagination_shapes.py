@@ -37,7 +37,7 @@ from include.offer_sync.sweep import UNPROVEN_END
 from tests.conftest import TEST_API_KEY, trackier_settings
 
 # A regression must end in a failed assertion, not in 100,000 requests: every sync here is capped.
-CAP = {"max_pages": 1000}
+CAP = {"max_pages": 200}
 
 
 # --- helpers ---------------------------------------------------------------------------------

@@ -212,6 +212,7 @@ class TrackierClient:
         self._stats_lock = threading.Lock()
         self._local = threading.local()
         self._session = session
+        self._redirect_logged = False
         self._headers = {
             "X-Api-Key": settings.api_key.get_secret_value(),
             "Accept": "application/json",
@@ -321,8 +322,12 @@ class TrackierClient:
             resp.close()
             if _origin(target) != _origin(base):
                 raise TrackierRedirectError(_redirect_message(path, base, target))
-            log.warning("GET %s was redirected (HTTP %s) to %s on the same host; following it",
-                        path, resp.status_code, urlsplit(target).path)  # fmt: skip
+            # Said once per client: a moved path costs a request per page, the connection can say it.
+            level = logging.DEBUG if self._redirect_logged else logging.WARNING
+            self._redirect_logged = True
+            log.log(level, "GET %s was redirected (HTTP %s) to %s on the same host; following it (put the new "
+                    "path in the trackier_api host to save the extra request)", path, resp.status_code,
+                    urlsplit(target).path)  # fmt: skip
             resp = self._send(target, None)  # the target URL carries the query string already
         if resp.is_redirect:
             self._count(str(resp.status_code))

@@ -568,6 +568,87 @@ def test_repeat_cursor_short_page_and_total_lie(session: requests.Session) -> No
         assert len(tokens) == 6
 
 
+def _cursor_pages(s: requests.Session, f: FakeTrackier, limit: int, pages: int) -> list[dict[str, Any]]:
+    """The first ``pages`` cursor answers (following whatever token comes back), or fewer at the end."""
+    bodies: list[dict[str, Any]] = []
+    token = ""
+    for _ in range(pages):
+        body = get(s, f, "/v2/campaigns", limit=limit, **({"pageToken": token} if token else {})).json()
+        bodies.append(body)
+        token = body["pagination"]["nextPageToken"]
+        if not token:
+            break
+    return bodies
+
+
+def test_report_total_puts_a_total_on_cursor_pages_or_takes_it_off_numbered_pages(session: requests.Session) -> None:
+    with FakeTrackier(Catalogue(3, 250), api_key=KEY, pagination="cursor", report_total=True) as f:
+        body = get(session, f, "/v2/campaigns", page=2, limit=100).json()  # page= is still ignored
+        assert [c["id"] for c in body["campaigns"]][:1] == [100_000]
+        assert body["pagination"]["total"] == 250
+        assert body["pagination"]["nextPageToken"]
+        f.configure(total_lie=-40)
+        assert get(session, f, "/v2/campaigns", limit=100).json()["pagination"]["total"] == 210
+        f.configure(pagination="page", report_total=False, total_lie=0)
+        body = get(session, f, "/v2/campaigns", page=2, limit=100).json()
+        assert [c["id"] for c in body["campaigns"]][:1] == [100_100]
+        assert body["pagination"] == {"page": 2, "limit": 100, "perPage": 100}
+    with pytest.raises(ValueError, match="report_total"):
+        FakeTrackier(Catalogue(1, 1), api_key=KEY, report_total="yes", autostart=False)
+
+
+def test_cursor_stops_after_ends_the_stream_on_a_full_page(session: requests.Session) -> None:
+    with FakeTrackier(Catalogue(3, 250), api_key=KEY, pagination="cursor", cursor_stops_after=2,
+                      report_total=True) as f:  # fmt: skip
+        bodies = _cursor_pages(session, f, limit=100, pages=10)
+        assert len(bodies) == 2
+        assert [len(b["campaigns"]) for b in bodies] == [100, 100]  # full, yet no next token
+        assert bodies[-1]["pagination"]["nextPageToken"] == ""
+        assert bodies[-1]["pagination"]["total"] == 250  # while the total says 50 more
+        assert f.stats()["faults"] == {"cursor_stops_early": 1}
+    with pytest.raises(ValueError, match="cursor_stops_after"):
+        FakeTrackier(Catalogue(1, 1), api_key=KEY, cursor_stops_after=0, autostart=False)
+
+
+def test_repeat_page_after_serves_the_same_records_again_in_both_styles(session: requests.Session) -> None:
+    with FakeTrackier(Catalogue(3, 500), api_key=KEY, repeat_page_after=2) as f:
+        pages = [get(session, f, "/v2/campaigns", page=n, limit=100).json() for n in (1, 2, 3, 4)]
+        ids = [[c["id"] for c in p["campaigns"]] for p in pages]
+        assert ids[0] != ids[1] == ids[2] == ids[3]
+        assert [p["pagination"]["page"] for p in pages] == [1, 2, 3, 4]  # the asked number, as a server would
+        assert pages[3]["pagination"]["total"] == 500
+        # Cursors: the token moves on every page, the records stop moving after page 2.
+        bodies = _cursor_pages(session, f, limit=100, pages=5)
+        tokens = [b["pagination"]["nextPageToken"] for b in bodies]
+        assert len(set(tokens)) == 5
+        ids = [[c["id"] for c in b["campaigns"]] for b in bodies]
+        assert ids[0] != ids[1] == ids[2] == ids[3] == ids[4]
+        assert f.stats()["faults"]["repeat_page"] == 2 + 3
+
+
+def test_redirect_to_a_path_prefix_or_another_host(session: requests.Session) -> None:
+    with FakeTrackier(Catalogue(3, 50), api_key=KEY, redirect_to="/moved") as f:
+        r = session.get(f.url + "/v2/campaigns?limit=10&page=2", allow_redirects=False, timeout=5)
+        assert r.status_code == 302
+        assert r.headers["Location"] == "/moved/v2/campaigns?limit=10&page=2"
+        assert r.content == b""
+        r = session.get(f.url + "/v2/campaigns", params={"limit": 10, "page": 2}, timeout=5)  # followed
+        assert [c["id"] for c in r.json()["campaigns"]][:1] == [100_010]
+        assert session.get(f.url + "/moved/v2/campaigns/100003", timeout=5).json()["campaign"]["id"] == 100_003
+        r = requests.get(f.url + "/v2/campaigns", allow_redirects=False, timeout=5)  # before any key check
+        assert r.status_code == 302
+        f.configure(redirect_to="http://127.0.0.2:9/", redirect_status=308)
+        r = session.get(f.url + "/v2/advertisers?limit=5", allow_redirects=False, timeout=5)
+        assert (r.status_code, r.headers["Location"]) == (308, "http://127.0.0.2:9/v2/advertisers?limit=5")
+        assert f.stats()["faults"]["redirect"] == 4
+        assert f.stats()["by_status"]["302"] == 3
+        f.configure(redirect_to=None)
+        assert session.get(f.url + "/v2/campaigns", allow_redirects=False, timeout=5).status_code == 200
+        for bad in ({"redirect_to": "ftp://x"}, {"redirect_to": 5}, {"redirect_status": 200}):
+            with pytest.raises(ValueError, match="redirect_"):
+                f.configure(**bad)
+
+
 # --------------------------------------------------------------------------- mutations and control
 
 

@@ -279,7 +279,8 @@ def _sync_with_removals(catalogue: Catalogue, server: Any, api: Any, db: Databas
 def test_case_6_error_recovery_repeated_cursor_is_detected(fake_trackier, offers_db, sql) -> None:
     catalogue = Catalogue(3, 200, seed=2)
     server = fake_trackier(catalogue, pagination="cursor")
-    api = trackier_settings(server, page_size=20, pagination="cursor")
+    # 200 is no multiple of 30: run 1's stream ends on a short page, which proves its end (sweep.py).
+    api = trackier_settings(server, page_size=30, pagination="cursor")
     result = _sync_with_removals(catalogue, server, api, offers_db, repeat_cursor=2)
 
     assert result["status"] == "completed_with_errors"

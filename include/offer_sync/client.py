@@ -8,13 +8,30 @@ Why it looks like this:
   40/50/51 are retried with exponential backoff and jitter (``Retry-After`` wins when present);
   a bad key, a non-whitelisted IP or a locked account (codes 5/12/13/41/42/102) fail at once with
   a message that says what to fix. ``"success": false`` on HTTP 200 is an error, not data.
+- The key goes to the configured host and nowhere else. Redirects are not followed blindly
+  (``requests`` strips ``Authorization`` on a cross-host redirect, not custom headers such as
+  ``X-Api-Key``): one to the same scheme, host and port is followed, a few hops at most; one to any
+  other origin is a configuration error (``TrackierRedirectError``) that names the host to put in
+  the ``trackier_api`` connection, raised before anything is sent there and never retried.
 - Pagination is the least certain part of the API, so both styles are spoken: numbered pages
   (``page``/``limit``, with a total when the server gives one) and cursors (``pageToken``), with
   guards against a repeating cursor, an endless run of pages and pages that do not add up.
+- Pagination proves itself. In ``auto`` the probe checks that the server honours the style it
+  picked (``page=2`` is not page 1 again; a cursor moves) and falls back to the other style when it
+  does not, saying why (``Probe.fallback``, which ends up in ``sync_runs.result["pagination"]``).
+  In every style a page whose records are those of an earlier page (a fingerprint of the record
+  ids) stops the stream with a ``repeated_page`` anomaly: never a loop up to the page cap.
+- Completeness is proven, not assumed (the rule itself is applied in ``sweep.py``): a stream has
+  reached the end when it ends on a short page, or when the records read match the total the API
+  reported. A cursor stream that ends on a *full* page without a next token is not proof: with a
+  total that says more it is cut short, and without any total the end cannot be shown, so that
+  sweep is incomplete and deactivates nothing (a catalogue that is an exact multiple of the page
+  size pays for this with a night without deactivation, never with live offers switched off).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import random
@@ -24,7 +41,8 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
+from urllib.parse import urljoin, urlsplit
 
 import orjson
 import requests
@@ -32,6 +50,7 @@ import requests
 from include.offer_sync.errors import (
     PaginationError,
     TrackierAuthError,
+    TrackierRedirectError,
     TrackierResponseError,
     TrackierTransientError,
 )
@@ -58,6 +77,8 @@ FATAL_CODES: dict[int, str] = {
 TRANSIENT_CODES = {40, 50, 51}
 TOTAL_FIELDS = ("total", "totalCount", "totalRecords", "totalItems", "count")
 TOTAL_PAGES_FIELDS = ("totalPages", "pages", "pageCount")
+#: Redirects within the configured origin followed per request before giving up on it.
+MAX_REDIRECTS = 5
 
 
 @dataclass
@@ -120,6 +141,12 @@ class Page:
     total: int | None
     total_pages: int | None
     per_page: int | None
+    #: ``page_fingerprint(records)``: how a page that repeats an earlier one is recognised.
+    fingerprint: bytes | None = None
+
+    def is_full(self, limit: int) -> bool:
+        """Whether the page holds as many records as a page can (so more may follow)."""
+        return len(self.records) >= min(limit, self.per_page or limit)
 
 
 @dataclass(frozen=True)
@@ -143,14 +170,29 @@ class Anomaly:
     detail: str
 
 
+class PaginationVerdict(TypedDict):
+    """How an entity was paginated, and why: travels in the shard dicts to ``sync_runs.result``."""
+
+    requested: str  # the setting: auto, page or cursor
+    style: str  # what the sweep used: page or cursor
+    fallback: str | None  # why ``auto`` did not use the style the first page suggested (None: it did)
+
+
 @dataclass(frozen=True)
 class Probe:
-    """What the first page told us about how to sweep an entity."""
+    """What the first page (or two) told us about how to sweep an entity."""
 
     style: Literal["page", "cursor"]
     total: int | None
     total_pages: int | None
     page_size: int
+    requested: str = "auto"
+    fallback: str | None = None
+    #: Hex fingerprint of page 1, so that every shard of a page sweep recognises page 1 served again.
+    first_page: str | None = None
+
+    def verdict(self) -> PaginationVerdict:
+        return {"requested": self.requested, "style": self.style, "fallback": self.fallback}
 
 
 class TrackierClient:
@@ -170,6 +212,7 @@ class TrackierClient:
         self._stats_lock = threading.Lock()
         self._local = threading.local()
         self._session = session
+        self._redirect_logged = False
         self._headers = {
             "X-Api-Key": settings.api_key.get_secret_value(),
             "Accept": "application/json",
@@ -240,15 +283,16 @@ class TrackierClient:
         assert last is not None
         raise last
 
-    def _get_once(self, path: str, params: Any) -> dict[str, Any]:
+    def _send(self, url: str, params: Any) -> requests.Response:
+        """One HTTP GET, redirects not followed; transport failures become ``TrackierTransientError``."""
         s = self.settings
-        url = f"{s.base_url}{path}"
         with self._stats_lock:
             self.stats.requests += 1
         try:
-            resp = self._http().get(
-                url, params=params, headers=self._headers, timeout=(s.connect_timeout_s, s.read_timeout_s)
-            )
+            return self._http().get(
+                url, params=params, headers=self._headers, timeout=(s.connect_timeout_s, s.read_timeout_s),
+                allow_redirects=False,
+            )  # fmt: skip
         except requests.Timeout as exc:
             self._count("timeout")
             raise TrackierTransientError(f"timed out after {s.read_timeout_s}s") from exc
@@ -261,6 +305,38 @@ class TrackierClient:
             # same thing to us: a new request will most likely get the whole page.
             self._count("broken_body")
             raise TrackierTransientError(f"the response body was cut off: {_first_line(exc)}") from exc
+
+    def _follow(self, path: str, params: Any) -> requests.Response:
+        """GET ``path``, following redirects only within the configured scheme, host and port.
+
+        The key travels in a header on every request, so a redirect is followed only when its
+        target is the origin the operator configured; anything else raises before a byte goes there.
+        """
+        base = self.settings.base_url
+        resp = self._send(f"{base}{path}", params)
+        for _ in range(MAX_REDIRECTS):
+            if not resp.is_redirect:
+                return resp
+            self._count(str(resp.status_code))
+            target = urljoin(resp.url, resp.headers["Location"])
+            resp.close()
+            if _origin(target) != _origin(base):
+                raise TrackierRedirectError(_redirect_message(path, base, target))
+            # Said once per client: a moved path costs a request per page, the connection can say it.
+            level = logging.DEBUG if self._redirect_logged else logging.WARNING
+            self._redirect_logged = True
+            log.log(level, "GET %s was redirected (HTTP %s) to %s on the same host; following it (put the new "
+                    "path in the trackier_api host to save the extra request)", path, resp.status_code,
+                    urlsplit(target).path)  # fmt: skip
+            resp = self._send(target, None)  # the target URL carries the query string already
+        if resp.is_redirect:
+            self._count(str(resp.status_code))
+            resp.close()
+            raise TrackierResponseError(f"GET {path}: more than {MAX_REDIRECTS} redirects within {_origin(base)}")
+        return resp
+
+    def _get_once(self, path: str, params: Any) -> dict[str, Any]:
+        resp = self._follow(path, params)
         self._count(str(resp.status_code))
         body = _parse_json(resp)
         code = _error_code(body)
@@ -333,23 +409,77 @@ class TrackierClient:
             total=_first_int(pagination, TOTAL_FIELDS),
             total_pages=_first_int(pagination, TOTAL_PAGES_FIELDS),
             per_page=_first_int(pagination, ("perPage", "limit")),
+            fingerprint=page_fingerprint(records),
         )
 
     def probe(self, entity: Entity) -> Probe:
-        """Ask for page 1 and decide how to sweep: numbered pages when a total comes back."""
-        style = self.settings.pagination
+        """Ask for page 1 (and, in ``auto``, page 2 once) and decide how to sweep an entity.
+
+        ``cursor`` asks nothing: the stream itself starts at page 1. ``page`` trusts the setting.
+        ``auto`` prefers numbered pages (they can be split into parallel shards) when page 1 reports
+        a total or carries no cursor, and proves it: ``page=2`` must not answer page 1's records
+        again. A server that ignores ``page=`` (it only speaks ``pageToken``) gets the cursor
+        instead, keeping the total it reported as the sweep's yardstick. With a cursor and no total,
+        the cursor must move: ``pageToken`` must not answer page 1 again, else numbered pages are
+        tried. Each fallback is logged and recorded in ``Probe.fallback``. The normal cost is one
+        extra request per entity and sync (page 2 is fetched twice: here and by its shard).
+
+        A check whose page fails for good keeps the style page 1 suggested (logged): the probe only
+        picks the better style, while what keeps a wrong one safe is in the streams (a repeated page
+        stops them) and in the sweep check, in every style.
+        """
+        requested = self.settings.pagination
         size = self.settings.page_size
-        if style == "cursor":
-            return Probe("cursor", None, None, size)
+        if requested == "cursor":
+            return Probe("cursor", None, None, size, requested)
         first = self.fetch_page(entity, page=1, limit=size)
         per_page = first.per_page or size
+        if requested == "page":
+            return _page_probe(first, per_page, requested, None)
         if first.total is not None:
-            pages = first.total_pages or -(-first.total // per_page)
-            return Probe("page", first.total, pages, per_page)
-        if style == "page":
-            # Numbered pages without a total: walk them in one stream until a short page.
-            return Probe("page", None, None, per_page)
-        return Probe("cursor", None, None, per_page)
+            more = first.total > len(first.records)
+        else:
+            more = first.next_token is not None or first.is_full(per_page)
+        if not more:  # everything is on page 1 (the total says so, or a short page with no cursor)
+            if first.total is not None:
+                return _page_probe(first, per_page, requested, None)
+            return Probe("cursor", None, None, per_page, requested)
+
+        if first.total is not None or first.next_token is None:
+            second = self._check_page(entity, size, page=2)
+            if not _same_records(first, second):
+                return _page_probe(first, per_page, requested, None)
+            reason = f"page=2 answered the same {len(first.records)} records as page 1: the API ignores page=; "
+            if first.next_token:
+                reason += "following nextPageToken instead (set pagination to cursor to skip this check)"
+            else:
+                reason += "and page 1 has no nextPageToken, so only page 1 can be read; the sweep is incomplete"
+            log.warning("%s: %s", entity, reason)
+            return Probe("cursor", first.total, None, per_page, requested, reason)
+
+        second = self._check_page(entity, size, token=first.next_token)
+        if not _same_records(first, second):
+            return Probe("cursor", None, None, per_page, requested)
+        third = self._check_page(entity, size, page=2)
+        if third is not None and not _same_records(first, third):
+            reason = ("nextPageToken answered page 1 again (the cursor does not move) while page=2 works: "
+                      "reading numbered pages instead (set pagination to page to skip this check)")  # fmt: skip
+            log.warning("%s: %s", entity, reason)
+            return _page_probe(first, per_page, requested, reason)
+        reason = ("nextPageToken answered page 1 again (the cursor does not move) and page=2 did not move past "
+                  "page 1 either: only page 1 can be read; the sweep is incomplete")  # fmt: skip
+        log.warning("%s: %s", entity, reason)
+        return Probe("cursor", None, None, per_page, requested, reason)
+
+    def _check_page(self, entity: Entity, limit: int, **where: Any) -> Page | None:
+        """The probe's second page, or None when it failed for good (the check is then skipped)."""
+        try:
+            return self.fetch_page(entity, limit=limit, **where)
+        except (TrackierTransientError, TrackierResponseError) as exc:
+            what = "page 2" if "page" in where else "the next cursor page"
+            log.warning("%s: could not fetch %s to check the pagination (%s); keeping the style page 1 "
+                        "suggested, the streams still stop on a repeated page", entity, what, exc)  # fmt: skip
+            return None
 
     def iter_page_range(
         self,
@@ -360,6 +490,7 @@ class TrackierClient:
         limit: int | None = None,
         threads: int = 1,
         planned_last: int | None = None,
+        first_page: str | None = None,
     ) -> Iterator[Page | PageFailure | Anomaly]:
         """Pages ``first..last`` in order (``last=None``: until a short or empty page).
 
@@ -367,12 +498,15 @@ class TrackierClient:
         of a sweep) reads on past a failed or short page before it, because the total says more
         pages follow: one bad page must not cost the rest of the shard. An empty page before the
         promised end stops a range (with an anomaly): with offset paging every later page is empty
-        too, and a lying total must not turn into thousands of empty requests.
+        too, and a lying total must not turn into thousands of empty requests. A page with the same
+        records as an earlier one (``first_page``: the probe's page 1, seen by every shard) stops it
+        too (``repeated_page``): a server that ignores ``page=`` answers page 1 forever.
 
         With ``threads > 1`` the next pages are fetched while the caller validates and stages the
         current one; order is preserved and at most ``threads + 1`` pages are held in memory.
         """
         limit = limit or self.settings.page_size
+        guard = _RepeatGuard(entity, "page", first_page)
 
         def fetch(n: int) -> Page | PageFailure:
             try:
@@ -383,7 +517,7 @@ class TrackierClient:
                 return PageFailure(entity, n, None, str(exc), self.settings.max_retries + 1)
 
         if last is None:
-            yield from self._iter_open_range(entity, first, limit, fetch, planned_last, threads)
+            yield from self._iter_open_range(entity, first, limit, fetch, planned_last, threads, guard)
             return
         from concurrent.futures import ThreadPoolExecutor
 
@@ -398,6 +532,12 @@ class TrackierClient:
                     pending.append(pool.submit(fetch, next_page))
                     next_page += 1
                 result = pending.pop(0).result()
+                repeated = guard.check(result)
+                if repeated is not None:
+                    for future in pending:
+                        future.cancel()
+                    yield repeated
+                    return
                 short = isinstance(result, Page) and len(result.records) < limit
                 if short and result.page is not None and result.page < last:
                     yield Anomaly(
@@ -421,7 +561,8 @@ class TrackierClient:
         limit: int,
         fetch: Callable[[int], Page | PageFailure],
         planned_last: int | None,
-        threads: int = 1,
+        threads: int,
+        guard: _RepeatGuard,
     ) -> Iterator[Page | PageFailure | Anomaly]:
         """Pages from ``first`` until a short one. Pages up to ``planned_last`` (the API's total says
         they exist) are prefetched like a closed range; past it, one page at a time."""
@@ -440,7 +581,7 @@ class TrackierClient:
             return ahead.pop(n).result()
 
         try:
-            yield from self._walk_open_range(entity, first, limit, get, planned_last)
+            yield from self._walk_open_range(entity, first, limit, get, planned_last, guard)
         finally:
             if pool is not None:
                 for future in ahead.values():
@@ -454,6 +595,7 @@ class TrackierClient:
         limit: int,
         fetch: Callable[[int], Page | PageFailure],
         planned_last: int | None,
+        guard: _RepeatGuard,
     ) -> Iterator[Page | PageFailure | Anomaly]:
         n = first
         while True:
@@ -461,6 +603,10 @@ class TrackierClient:
                 yield Anomaly(entity, n, "page_cap", f"stopped after {self.settings.max_pages} pages (cap)")
                 return
             result = fetch(n)
+            repeated = guard.check(result)
+            if repeated is not None:
+                yield repeated
+                return
             yield result
             promised = planned_last is not None and n < planned_last
             if isinstance(result, PageFailure):
@@ -481,9 +627,16 @@ class TrackierClient:
             n += 1
 
     def iter_cursor(self, entity: Entity, *, limit: int | None = None) -> Iterator[Page | PageFailure | Anomaly]:
-        """Follow ``nextPageToken`` from the first page to the last, with loop and cap guards."""
+        """Follow ``nextPageToken`` from the first page to the last, with loop and cap guards.
+
+        A cursor that comes back (``repeated_cursor``) or moves while the records do not
+        (``repeated_page``) stops the stream. A stream that ends on a full page without a next
+        token is yielded as it is: whether that is the end is for the sweep to decide (a total
+        that matches, or none and the end is not proven; see ``sweep.py``).
+        """
         limit = limit or self.settings.page_size
         seen: set[str] = set()
+        guard = _RepeatGuard(entity, "cursor", None)
         token: str | None = None
         ordinal = 0
         while True:
@@ -499,7 +652,11 @@ class TrackierClient:
                 yield PageFailure(entity, ordinal, token, str(exc), self.settings.max_retries + 1)
                 return  # a cursor stream cannot skip a page: the rest is unreachable this run
             page = Page(entity, page.records, ordinal, token, page.next_token, page.total,
-                        page.total_pages, page.per_page)  # fmt: skip
+                        page.total_pages, page.per_page, page.fingerprint)  # fmt: skip
+            repeated = guard.check(page)
+            if repeated is not None:
+                yield repeated
+                return
             yield page
             if page.next_token is None:
                 return
@@ -511,6 +668,33 @@ class TrackierClient:
                 yield Anomaly(entity, ordinal, "empty_page", f"page {ordinal} was empty but had a next cursor")
             seen.add(page.next_token)
             token = page.next_token
+
+
+class _RepeatGuard:
+    """Remembers the fingerprint of every page of one stream; a page seen before is an anomaly.
+
+    8 bytes per page (100,000 pages: under 10 MB with the dict), computed in the fetch threads.
+    Empty pages have no fingerprint: how they end a stream is decided elsewhere.
+    """
+
+    def __init__(self, entity: Entity, style: str, first_page: str | None) -> None:
+        self.entity = entity
+        self.style = style
+        self.seen: dict[bytes, int] = {}
+        if first_page:
+            self.seen[bytes.fromhex(first_page)] = 1
+
+    def check(self, result: Page | PageFailure) -> Anomaly | None:
+        if not isinstance(result, Page) or result.fingerprint is None or result.page is None:
+            return None
+        earlier = self.seen.setdefault(result.fingerprint, result.page)
+        if earlier == result.page:
+            return None
+        hint = ("the API seems to ignore page=; set pagination to auto or cursor" if self.style == "page"
+                else "the cursor moves but the records do not")  # fmt: skip
+        return Anomaly(self.entity, result.page, "repeated_page",
+                       f"page {result.page} returned the same {len(result.records)} records as page {earlier} "
+                       f"({hint}); stopped reading this stream")  # fmt: skip
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -557,6 +741,54 @@ def _retry_after(resp: requests.Response) -> float | None:
             return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
         except (TypeError, ValueError):
             return None
+
+
+def page_fingerprint(records: list[Any]) -> bytes | None:
+    """8 bytes that identify a page by its record ids, in order (None for an empty page).
+
+    Cheap on purpose (one hash over the ids, not the records): it only has to tell "the same page
+    again" from "the next page". A record without an id is represented by its whole text.
+    """
+    if not records:
+        return None
+    parts = []
+    for record in records:
+        rid = record.get("id") if isinstance(record, dict) else None
+        parts.append(repr(rid) if rid is not None else repr(record))
+    return hashlib.blake2b("\x1f".join(parts).encode("utf-8", "backslashreplace"), digest_size=8).digest()
+
+
+def _same_records(a: Page, b: Page | None) -> bool:
+    return b is not None and a.fingerprint is not None and a.fingerprint == b.fingerprint
+
+
+def _page_probe(first: Page, per_page: int, requested: str, fallback: str | None) -> Probe:
+    """A numbered-page plan from page 1: shards by the total when there is one, else one stream."""
+    fingerprint = first.fingerprint.hex() if first.fingerprint else None
+    if first.total is not None:
+        pages = first.total_pages or -(-first.total // per_page)
+        return Probe("page", first.total, pages, per_page, requested, fallback, fingerprint)
+    return Probe("page", None, None, per_page, requested, fallback, fingerprint)
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) with default ports filled in: what "the same host" means for the key."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or {"http": 80, "https": 443}.get(scheme)
+
+
+def _redirect_message(path: str, base: str, target: str) -> str:
+    """What to do about a redirect to another host; names only scheme, host, port and path prefix."""
+    parts = urlsplit(target)
+    suggested = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+    if parts.path.endswith(path) and len(parts.path) > len(path):
+        suggested += parts.path[: -len(path)]
+    return (
+        f"Trackier redirected GET {path} to another host, {suggested}; the API key was not sent there and "
+        f"the run stops. If {suggested} is where the Trackier API lives now, put it in the host of the "
+        f"trackier_api connection (now {base}); if not, check that host for a typo or a proxy in between."
+    )
 
 
 def _first_int(mapping: dict[str, Any], names: tuple[str, ...]) -> int | None:

@@ -24,6 +24,11 @@ class ConfigurationError(FatalSyncError):
     """A connection or parameter is missing or malformed."""
 
 
+class TrackierRedirectError(ConfigurationError):
+    """Trackier redirected to another host: the key is not sent there, and the connection's host
+    must be corrected (retrying would only ask for the same redirect)."""
+
+
 class TrackierTransientError(SyncError):
     """A request failed in a way that may succeed later (timeout, reset, 429, 5xx, codes 40/50/51)."""
 

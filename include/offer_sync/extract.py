@@ -59,6 +59,10 @@ class ShardSummary:
     last_page: int | None = None
     expected_total: int | None = None
     probe_requests: int = 0
+    #: The end of the entity's stream was a full page (see ``sweep.py``: no proof of the end).
+    ended_on_full_page: bool = False
+    #: The probe's verdict (``client.PaginationVerdict``), passed on to ``sync_runs.result``.
+    pagination: dict[str, Any] | None = None
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -110,7 +114,8 @@ def extract_shard(
     model = Advertiser if entity == "advertisers" else Campaign
     to_row = advertiser_row if entity == "advertisers" else campaign_row
     summary = ShardSummary(entity=entity, shard=index, label=shard["label"], expected_total=shard.get("expected_total"),
-                           probe_requests=(shard.get("probe") or {}).get("requests", 0))
+                           probe_requests=(shard.get("probe") or {}).get("requests", 0),
+                           pagination=shard.get("pagination"))  # fmt: skip
     page_errors: list[tuple[Any, ...]] = []
     limit = int(shard["limit"])
 
@@ -118,7 +123,11 @@ def extract_shard(
         pages = client.iter_cursor(entity, limit=limit)
     else:
         pages = client.iter_page_range(entity, shard["first"], shard["last"], limit=limit, threads=fetch_threads,
-                                       planned_last=shard.get("planned_last"))  # fmt: skip
+                                       planned_last=shard.get("planned_last"),
+                                       first_page=shard.get("first_page"))  # fmt: skip
+    # The shard that reads to the end of the entity's list (a cursor stream or the open last range).
+    tail = shard["last"] is None
+    last_item: Page | PageFailure | Anomaly | None = None
 
     # Autocommit: the clean-up is one statement and the COPY is its own transaction (a COPY lands
     # whole or not at all), which keeps the statements per shard at two, whatever the shard size.
@@ -143,7 +152,10 @@ def extract_shard(
             waited = time.perf_counter()
             for item in pages:
                 summary.fetch_wait_s += time.perf_counter() - waited
+                last_item = item
                 if isinstance(item, Page):
+                    if summary.expected_total is None and item.total is not None:
+                        summary.expected_total = item.total  # a cursor page's total: the sweep's yardstick
                     _stage_page(item, model, to_row, writer, summary)
                 elif isinstance(item, PageFailure):
                     summary.failed_pages += 1
@@ -164,6 +176,7 @@ def extract_shard(
             writer.close(exc)
             raise
         writer.close()
+        summary.ended_on_full_page = tail and isinstance(last_item, Page) and last_item.is_full(limit)
         if page_errors:
             cur.executemany(PAGE_ERROR_INSERT, page_errors)
 

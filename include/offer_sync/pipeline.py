@@ -31,7 +31,7 @@ from include.offer_sync.runs import (
 from include.offer_sync.schema import ensure_schema
 from include.offer_sync.settings import DatabaseSettings, TrackierSettings
 from include.offer_sync.staging import StagingTables, create_staging, drop_leftover_staging, drop_staging
-from include.offer_sync.sweep import check_sweep
+from include.offer_sync.sweep import check_sweep, pagination_verdicts
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +216,7 @@ def finish(
         failed_pages=sweep["failed_pages"],
         problems=problems[:10],
         metrics=metrics,
+        pagination=pagination_verdicts(summaries),
     )  # fmt: skip
     with connect(db, autocommit=True) as conn:
         row = conn.execute(dbmod.query("runs_finish"), {

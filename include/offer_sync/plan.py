@@ -11,6 +11,10 @@ tells us on page 1:
   middle, and the only documented filter (``advertiser[]``) would cost a request per advertiser;
 - numbered pages without a total: one stream that stops at the first short page.
 
+Every shard also carries the probe's verdict (``pagination``: the style used and why ``auto``
+fell back, if it did), which the sweep check passes on to ``sync_runs.result``, and for numbered
+pages the fingerprint of page 1 (``first_page``), so that each shard notices page 1 served again.
+
 Shards are plain dicts because they travel through XCom (small, JSON-serialisable).
 """
 
@@ -23,7 +27,8 @@ from include.offer_sync.client import Entity, Probe
 
 def plan_shards(entity: Entity, probe: Probe, pages_per_shard: int, max_shards: int) -> list[dict[str, Any]]:
     """The shard specs for one entity."""
-    base = {"entity": entity, "limit": probe.page_size, "expected_total": probe.total}
+    base = {"entity": entity, "limit": probe.page_size, "expected_total": probe.total,
+            "pagination": probe.verdict(), "first_page": probe.first_page}  # fmt: skip
     if probe.style == "cursor":
         return [{**base, "index": 0, "style": "cursor", "first": None, "last": None,
                  "label": f"{entity}: cursor stream"}]  # fmt: skip

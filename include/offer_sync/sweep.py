@@ -5,6 +5,19 @@ checked here: the same id twice (a deterministic winner), campaigns whose advert
 nowhere, whether the sweep is complete (no failed page, no pagination anomaly, totals add up),
 and the error-rate circuit breaker. A garbage feed trips the breaker and the catalogue is left
 exactly as it was, while the rejects are kept for inspection.
+
+A sweep is complete only when it can show it, because only a complete sweep may deactivate the
+offers it did not see. Per entity, that means: no failed page, no pagination anomaly (a short page
+in the middle, a repeated cursor or page, the page cap), and then either
+
+- the API reported a total, and exactly that many records arrived; or
+- the API reported no total, and the stream ended on a short (or empty) page.
+
+A cursor stream that ends on a *full* page without a next token proves nothing: with a total that
+says more it was cut short (the totals differ); without any total the end cannot be shown, so the
+sweep is incomplete (``UNPROVEN_END``): everything read is merged, nothing is deactivated. The
+price is that a catalogue whose size is an exact multiple of the page size, served by an API with
+no total, skips deactivation on such a night; the alternative risks switching live offers off.
 """
 
 from __future__ import annotations
@@ -15,12 +28,28 @@ from typing import Any
 
 import psycopg
 
+from include.offer_sync.client import PaginationVerdict
 from include.offer_sync.db import query
 from include.offer_sync.errors import SweepRejectedError
 from include.offer_sync.runs import fail_run
 from include.offer_sync.staging import StagingTables
 
 log = logging.getLogger(__name__)
+
+UNPROVEN_END = (
+    "the stream ended on a full page and the API reported no total: the end cannot be proven, "
+    "no offer is deactivated this run"
+)
+
+
+def pagination_verdicts(shard_summaries: list[dict[str, Any]]) -> dict[str, PaginationVerdict]:
+    """How each entity was paginated and why (the probe's verdict, carried by its shards)."""
+    verdicts: dict[str, PaginationVerdict] = {}
+    for summary in shard_summaries:
+        verdict = summary.get("pagination")
+        if verdict and summary["entity"] not in verdicts:
+            verdicts[summary["entity"]] = verdict
+    return verdicts
 
 
 def check_sweep(
@@ -60,10 +89,14 @@ def check_sweep(
     problems = [e for s in shard_summaries for e in s.get("errors", [])]
 
     # Totals: the server's promise against what arrived (duplicates included: they were served).
+    # Without a total, only a stream that ended on a short page has shown its end.
     for entity, total in expected_totals.items():
         if total is not None and failed_pages == 0 and received[entity] != total:
             anomalies += 1
             problems.append(f"{entity}: the API reported {total} records, the sweep received {received[entity]}")
+        elif total is None and any(s.get("ended_on_full_page") for s in shard_summaries if s["entity"] == entity):
+            anomalies += 1
+            problems.append(f"{entity}: {UNPROVEN_END}")
     if unidentified:
         problems.append(f"{unidentified} rejected records had no usable id")
 
@@ -83,10 +116,14 @@ def check_sweep(
         "complete_sweep": complete,
         "error_rate": round(error_rate, 6),
         "problems": problems[:20],
+        "pagination": pagination_verdicts(shard_summaries),
     }
     log.info("sweep of run %s: %s", run_id, {k: v for k, v in sweep.items() if k != "problems"})
     for problem in problems[:20]:
         log.warning("sweep problem: %s", problem)
+    for entity, verdict in sweep["pagination"].items():
+        if verdict["fallback"]:
+            log.warning("%s: pagination fell back to %s: %s", entity, verdict["style"], verdict["fallback"])
 
     if error_rate > max_error_rate:
         reason = (

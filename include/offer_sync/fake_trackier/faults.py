@@ -45,6 +45,11 @@ ADVERTISER_INVALID_KINDS: tuple[str, ...] = (
     "control_chars",
 )
 
+# Redirect statuses the ``redirect_status`` knob may use (all keep the method for a GET).
+REDIRECT_STATUSES: tuple[int, ...] = (301, 302, 303, 307, 308)
+# The path prefix under which the fake also serves the API, never redirected (``redirect_to``).
+MOVED_PREFIX = "/moved"
+
 # An advertiser id no generated advertiser has (theirs are BLAKE2b output; this is all zeros).
 ORPHAN_ADVERTISER_ID = "000000000000000000000000"
 LONG_TITLE_LENGTH = 100_000
@@ -132,6 +137,20 @@ class Knobs:
     short_page_size: int | None = None
     # Added to the reported ``total`` (and so to ``totalPages``).
     total_lie: int = 0
+    # Whether list answers carry ``total``: None = numbered pages do and cursor pages do not (the
+    # documented shapes); True = both do (a cursor-only API that still counts); False = neither.
+    report_total: bool | None = None
+    # The cursor page with this ordinal answers without ``nextPageToken`` although more records
+    # follow (a token that stops early: a full page that looks like the last one).
+    cursor_stops_after: int | None = None
+    # Pages after page K serve page K's records again: numbered pages K+1, K+2 ... repeat page K,
+    # and cursor pages after K repeat it too while their ``nextPageToken`` still moves on.
+    repeat_page_after: int | None = None
+    # Answer every /v2 request with ``redirect_status`` and ``Location: <redirect_to><path>?<query>``:
+    # a path prefix such as "/moved" (same host; the fake serves /moved/v2/... like /v2/... and never
+    # redirects it) or a base URL such as "http://127.0.0.2:8080" (another host).
+    redirect_to: str | None = None
+    redirect_status: int = 302
     # Every /v2 request: HTTP 403, code 41.
     ip_not_whitelisted: bool = False
     # [{"path": "/v2/campaigns", "page": 7, "times": 2, "fault": "503"}]; path/page optional,
@@ -191,6 +210,18 @@ def _validate(name: str, value: Any) -> Any:
         if value is None or isinstance(value, str):
             return value
         return _number(name, value)
+    if name == "report_total":
+        if value is not None and not isinstance(value, bool):
+            raise ValueError("report_total must be true, false or null")
+        return value
+    if name == "redirect_to":
+        if value is not None and (not isinstance(value, str) or not value.startswith(("/", "http://", "https://"))):
+            raise ValueError("redirect_to must be a path prefix (/moved), a base URL (http://host:port) or null")
+        return value.rstrip("/") if value else value
+    if name == "redirect_status":
+        if value not in REDIRECT_STATUSES:
+            raise ValueError(f"redirect_status must be one of {REDIRECT_STATUSES}")
+        return value
     if name in ("invalid_advertisers", "nan_literal", "duplicate_ids", "ip_not_whitelisted"):
         if not isinstance(value, bool):
             raise ValueError(f"{name} must be true or false")
@@ -209,6 +240,10 @@ def _validate(name: str, value: Any) -> Any:
         if bad:
             raise ValueError(f"invalid_kind {bad[0]!r} is not one of {INVALID_KINDS + TEXT_KINDS}")
         return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
+    if name in ("cursor_stops_after", "repeat_page_after"):
+        if value is not None and (not _is_int(value) or value < 1):
+            raise ValueError(f"{name} must be a page number (>= 1) or null")
+        return value
     if name in ("repeat_cursor", "short_page_size"):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
             raise ValueError(f"{name} must be a non-negative integer or null")

@@ -47,6 +47,7 @@ from include.offer_sync.fake_trackier.faults import (
     HTML_502,
     HTML_503,
     INF_SENTINEL,
+    MOVED_PREFIX,
     NAN_SENTINEL,
     SURROGATE_SENTINEL,
     Knobs,
@@ -341,8 +342,21 @@ class ServerState:
 
     # ------------------------------------------------------------------ the API
 
-    def handle_api(self, method: str, path: str, query: Mapping[str, list[str]], headers: Any) -> Reply:
-        """Decide the reply to one ``/v2`` request: auth, routing, faults, then the page itself."""
+    def handle_api(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, list[str]],
+        headers: Any,
+        *,
+        raw_query: str = "",
+        moved: bool = False,
+    ) -> Reply:
+        """Decide the reply to one ``/v2`` request: redirect, auth, routing, faults, then the page.
+
+        ``moved`` says the request came in under ``MOVED_PREFIX`` (the target of a same-host
+        ``redirect_to``), which is served like ``/v2`` and never redirected again.
+        """
         route = self._route(path)
         template = "/v2/campaigns/{id}" if route and route[0] == "campaign" else path.rstrip("/") or "/"
         with self.lock:
@@ -351,6 +365,11 @@ class ServerState:
             self._seq += 1
             self._total += 1
             self._by_path[template] += 1
+        if knobs.redirect_to is not None and not moved:
+            # Like a load balancer or a moved API: answered before the key is even looked at.
+            self._count_fault("redirect")
+            location = f"{knobs.redirect_to}{path}" + (f"?{raw_query}" if raw_query else "")
+            return Reply(knobs.redirect_status, b"", _HTML, headers=[("Location", location)], fault="redirect")
         if knobs.ip_not_whitelisted:
             self._count_fault("ip_not_whitelisted")
             return _error(403, "ip", fault="ip_not_whitelisted")
@@ -559,6 +578,9 @@ class ServerState:
         short_size = knobs.short_page_size if knobs.short_page_size is not None else limit // 2
         pagination: dict[str, Any]
         if style == "page":
+            if knobs.repeat_page_after is not None and position > knobs.repeat_page_after:
+                position = knobs.repeat_page_after  # the asked page number is still reported below
+                self._count_fault("repeat_page")
             offset = (position - 1) * limit
             total = space.count()
             keys = space.slice(offset, limit)
@@ -572,12 +594,14 @@ class ServerState:
                     self._count_fault("duplicate_ids")
             reported = total + knobs.total_lie
             pagination = {
-                "page": position,
+                "page": ordinal,
                 "limit": limit,
                 "perPage": limit,
                 "total": reported,
                 "totalPages": math.ceil(reported / limit),
             }
+            if knobs.report_total is False:
+                del pagination["total"], pagination["totalPages"]
         else:
             last_key = position
             keys = space.after(last_key, limit + 1)
@@ -590,11 +614,20 @@ class ServerState:
             if knobs.repeat_cursor is not None and ordinal > knobs.repeat_cursor and has_next and token:
                 next_token = token
                 self._count_fault("repeat_cursor")
+            if knobs.repeat_page_after is not None and ordinal >= knobs.repeat_page_after and has_next:
+                next_token = encode_token(kind, last_key, ordinal + 1)  # a new token, the same records
+                if ordinal > knobs.repeat_page_after:
+                    self._count_fault("repeat_page")
+            if knobs.cursor_stops_after is not None and ordinal >= knobs.cursor_stops_after and has_next:
+                next_token = ""  # a full page that claims to be the last
+                self._count_fault("cursor_stops_early")
             still_live = last_key >= 0 and space.after(last_key - 1, 1) == [last_key]
             if knobs.duplicate_ids and ordinal > 1 and still_live:
                 keys = [last_key, *keys]
                 self._count_fault("duplicate_ids")
             pagination = {"perPage": limit, "nextPageToken": next_token}
+            if knobs.report_total:
+                pagination["total"] = space.count() + knobs.total_lie
         records = cat.campaigns(keys) if kind == "campaigns" else cat.advertisers(keys)
         records, nan = self._corrupt(knobs, records, advertiser=kind == "advertisers")
         body = {"success": True, kind: records, "pagination": pagination}
@@ -643,9 +676,11 @@ class _Handler(BaseHTTPRequestHandler):
             body = self._read_body()
             if path.startswith("/_fake/") or path == "/_fake":
                 reply = state.handle_control(method, path, body)
-            elif path.startswith("/v2/") or path == "/v2":
+            elif path.startswith(("/v2/", f"{MOVED_PREFIX}/v2/")) or path in ("/v2", f"{MOVED_PREFIX}/v2"):
                 query = parse_qs(parts.query, keep_blank_values=True)
-                reply = state.handle_api(method, path, query, self.headers)
+                moved = path.startswith(f"{MOVED_PREFIX}/")
+                reply = state.handle_api(method, path.removeprefix(MOVED_PREFIX) if moved else path, query,
+                                         self.headers, raw_query=parts.query, moved=moved)  # fmt: skip
                 reply.api = True
             else:
                 reply = _error(404, "not_found")

@@ -23,6 +23,7 @@
     if (p.class) node.className = p.class;
     if (p.text !== undefined && p.text !== null) node.textContent = String(p.text);
     if (p.title) node.title = String(p.title);
+    if (p.href) node.setAttribute("href", String(p.href));
     if (p.attrs) for (const [k, v] of Object.entries(p.attrs)) if (v !== undefined && v !== null) node.setAttribute(k, String(v));
     if (p.on) for (const [k, fn] of Object.entries(p.on)) node.addEventListener(k, fn);
     for (const child of children) {

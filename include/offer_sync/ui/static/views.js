@@ -291,7 +291,7 @@
           const why = r.dry_run ? "A dry run writes no changes: its counts are what a real run would have done." : `No offers ${ACTION_TEXT[st.action].toLowerCase()} in this run.`;
           return replace(list, emptyRow(why, "changes"));
         }
-        const rows = page.items.map((c) => el("tr", { attrs: { "data-audit-id": c.id, "data-trackier-id": c.trackier_id } },
+        const rows = page.items.map((c) => el("tr", { attrs: { "data-audit-id": c.id, "data-trackier-id": c.trackier_id, "data-action": c.action } },
           el("td", { class: "nowrap" }, viewLink("offer", c.trackier_id, c.trackier_id, "mono")),
           el("td", { class: "title-cell" }, data(c.title === null ? "(offer row removed)" : c.title)),
           el("td", {}, changeList(c.changes, c.action)),

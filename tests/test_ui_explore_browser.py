@@ -120,7 +120,7 @@ def test_history_chart_has_one_point_per_run_and_the_alert_thresholds(
         # The alert thresholds of this Airflow's environment, drawn as dashed lines with their value.
         expect(frame.locator('line[data-threshold="duration"]')).to_have_attribute("data-value", "2")
         expect(frame.locator('line[data-threshold="error_rate"]')).to_have_attribute("data-value", "0.002")
-        expect(frame.locator('[data-threshold-label="duration"]')).to_have_text("alert above 2.0 s")
+        expect(frame.locator('[data-threshold-label="duration"]')).to_have_text("alert above 2 s")
         expect(frame.locator('[data-threshold-label="error_rate"]')).to_have_text("alert above 0.20%")
         over = frame.locator('#history-chart circle.over[data-series="error_rate"]')
         assert sorted(p.get_attribute("data-run-id") for p in over.all()) == sorted(run_ids[1:])

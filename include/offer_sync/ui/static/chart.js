@@ -42,6 +42,19 @@
     return 10 * p;
   }
 
+  // Durations on an axis: round in the unit that fits (s, min, h), labelled short ("20 min").
+  function niceDuration(v) {
+    if (v <= 90) return niceMax(v);
+    if (v <= 5400) return niceMax(v / 60) * 60;
+    return niceMax(v / 3600) * 3600;
+  }
+  function shortDuration(s) {
+    const round = (v) => String(Math.round(v * 10) / 10);
+    if (s < 60) return `${round(s)} s`;
+    if (s < 3600) return `${round(s / 60)} min`;
+    return `${round(s / 3600)} h`;
+  }
+
   /**
    * Build the chart: returns a <div class="chart"> holding the SVG and its tooltip.
    * runs: oldest first (from /api/history); thresholds: {max_duration_s, max_error_rate};
@@ -132,10 +145,10 @@
 
     // Duration.
     const limitS = thresholds ? thresholds.max_duration_s : null;
-    const maxD = niceMax(Math.max(...runs.map((r) => r.duration_s || 0), limitS || 0) * 1.1);
+    const maxD = niceDuration(Math.max(...runs.map((r) => r.duration_s || 0), limitS || 0) * 1.1);
     const yDur = (v) => DURATION.top + DURATION.h - (Math.min(v, maxD) / maxD) * DURATION.h;
-    const gDur = panelFrame(DURATION, [0, maxD / 2, maxD], (t) => duration(t), yDur);
-    threshold(gDur, "duration", DURATION, limitS, yDur, `alert above ${duration(limitS)}`);
+    const gDur = panelFrame(DURATION, [0, maxD / 2, maxD], shortDuration, yDur);
+    threshold(gDur, "duration", DURATION, limitS, yDur, `alert above ${shortDuration(limitS)}`);
     series(gDur, "duration", "c-duration", runs.map((r) => r.duration_s), yDur,
       (v) => (limitS !== null && limitS !== undefined && v > limitS ? "over" : ""));
     root.append(gDur);
@@ -150,12 +163,18 @@
       (v) => (limitR !== null && limitR !== undefined && v > limitR ? "over" : ""));
     root.append(gRate);
 
-    // Dates under the axis: one label every `every` runs, never overlapping.
-    const every = Math.max(1, Math.ceil(n / Math.max(1, Math.floor(plotW / 110))));
+    // Dates under the axis: every `every` runs, skipping a label that would touch the previous one.
+    const every = Math.max(1, Math.ceil(n / Math.max(1, Math.floor(plotW / 120))));
+    let lastRight = -Infinity;
     runs.forEach((r, i) => {
       if (i % every !== 0) return;
-      const anchor = n === 1 ? "middle" : x(i) - M.left < 50 ? "start" : M.left + plotW - x(i) < 50 ? "end" : "middle";
-      root.append(text(x(i), AXIS + 18, brief(r.started_at), { class: "tick", "text-anchor": anchor }));
+      const label = brief(r.started_at);
+      const w = label.length * 6.2; // 11px text: a conservative width, no layout pass needed
+      const anchor = n === 1 ? "middle" : x(i) - M.left < w / 2 ? "start" : M.left + plotW - x(i) < w / 2 ? "end" : "middle";
+      const left = anchor === "start" ? x(i) : anchor === "end" ? x(i) - w : x(i) - w / 2;
+      if (left < lastRight + 10) return;
+      lastRight = left + w;
+      root.append(text(x(i), AXIS + 18, label, { class: "tick", "text-anchor": anchor }));
     });
 
     // Hover/click targets, one column per run, on top of everything.

@@ -50,7 +50,7 @@ from include.offer_sync.ui.data import (
     offers_connection,
     offers_db_settings,
     snapshot,
-)  # fmt: skip
+)
 
 log = logging.getLogger(__name__)
 # FastAPI reads the route signatures' annotations (GetUserDep, SessionDep) from this module's globals.

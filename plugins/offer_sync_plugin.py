@@ -11,6 +11,8 @@ from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
 
+from include.offer_sync.ui import URL_PREFIX
+
 
 class _LazyOfferSyncApp:
     """An ASGI app that builds ``include.offer_sync.ui.app.create_app()`` on first use."""
@@ -27,14 +29,20 @@ class _LazyOfferSyncApp:
 
 
 class OfferSyncPlugin(AirflowPlugin):
-    """Mounts the page at ``/offer-sync/`` and adds "Offer Sync" to the sidebar (shown in an iframe)."""
+    """Mounts the page at ``/offer-sync/`` and adds "Offer Sync" to the sidebar (shown in an iframe).
+
+    The sidebar entry's ``href`` is relative (no leading ``/``): the Airflow UI's document has a
+    ``<base href>`` of ``[api] base_url``'s path, so the iframe loads ``<base path>/offer-sync/``
+    whether Airflow is served at ``/`` or under a sub-path such as ``/airflow/``. An absolute
+    ``/offer-sync/`` would miss the sub-path (and the login cookie, which is scoped to it).
+    """
 
     name = "offer_sync"
-    fastapi_apps = [{"app": _LazyOfferSyncApp(), "url_prefix": "/offer-sync", "name": "Offer Sync"}]  # noqa: RUF012
+    fastapi_apps = [{"app": _LazyOfferSyncApp(), "url_prefix": URL_PREFIX, "name": "Offer Sync"}]  # noqa: RUF012
     external_views = [  # noqa: RUF012
         {
             "name": "Offer Sync",
-            "href": "/offer-sync/",
+            "href": URL_PREFIX.lstrip("/") + "/",
             "destination": "nav",
             "url_route": "offer-sync",
             "nav_top_level": True,

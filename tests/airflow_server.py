@@ -239,6 +239,8 @@ def running_airflow(
     extra_env: dict[str, str] | None = None,
     triggerer: bool = False,
     startup_timeout: float = 180,
+    base_path: str = "",
+    components: tuple[str, ...] = COMPONENTS,
 ) -> Iterator[AirflowServer]:
     """Start api-server, scheduler and dag-processor; stop them and drop the metadata DB on exit.
 
@@ -246,6 +248,9 @@ def running_airflow(
     for every component (the api-server needs ``offers_db`` for the Offer Sync page).
     ``triggerer=True`` also starts ``airflow triggerer`` (deferrable tasks, async deadline callbacks).
     ``extra_env`` is applied last (e.g. ``AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION``).
+    ``base_path`` (e.g. ``"/airflow"``) serves everything under a sub-path (``[api] base_url`` with a
+    path); ``.url`` then includes it. ``components`` leaves some out, e.g. no scheduler for a test
+    that only reads what is already in the databases (fewer processes on a small machine).
     """
     import tempfile
 
@@ -258,7 +263,7 @@ def running_airflow(
     metadata_db_url = _with_database(pg_admin_url, meta_name, scheme="postgresql+psycopg2")
 
     api_port, log_port, trigger_log_port = free_port(), free_port(), free_port()
-    url = f"http://127.0.0.1:{api_port}"
+    url = f"http://127.0.0.1:{api_port}{base_path.rstrip('/')}"
     passwords = {name: secrets.token_urlsafe(12) for name in USERS}
     passwords_file = home / "simple_auth_manager_passwords.json"
     passwords_file.write_text(json.dumps(passwords))
@@ -297,7 +302,7 @@ def running_airflow(
                                  timeout=300)  # fmt: skip
         if migrate.returncode != 0:
             raise RuntimeError(f"airflow db migrate failed:\n{migrate.stdout[-3000:]}\n{migrate.stderr[-3000:]}")
-        for component in (*COMPONENTS, *(["triggerer"] if triggerer else [])):
+        for component in (*components, *(["triggerer"] if triggerer else [])):
             args = [airflow_bin(), component] + (["--port", str(api_port), "--host", "127.0.0.1"]
                                                  if component == "api-server" else [])  # fmt: skip
             log = server.log_path(component).open("wb")

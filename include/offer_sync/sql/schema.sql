@@ -75,7 +75,8 @@ CREATE TABLE IF NOT EXISTS offer_audit (
     recorded_at  timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS offer_audit_offer_idx ON offer_audit (offer_id, recorded_at);
-CREATE INDEX IF NOT EXISTS offer_audit_run_idx ON offer_audit (run_id);
+-- (run_id, action, id): a run's changes of one kind, paged in id order (the Offer Sync page).
+CREATE INDEX IF NOT EXISTS offer_audit_run_action_idx ON offer_audit (run_id, action, id);
 
 -- One row per DAG run: status, every count, measurements, and the sync_result contract in `result`.
 CREATE TABLE IF NOT EXISTS sync_runs (
@@ -121,7 +122,8 @@ CREATE TABLE IF NOT EXISTS sync_rejects (
     page         integer,
     rejected_at  timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX IF NOT EXISTS sync_rejects_run_idx ON sync_rejects (run_id);
+-- (run_id, id): a run's rejects paged in id order, and streamed as CSV (the Offer Sync page).
+CREATE INDEX IF NOT EXISTS sync_rejects_run_id_idx ON sync_rejects (run_id, id);
 
 -- Pages that still failed after every retry, and pagination anomalies; either makes a sweep partial.
 CREATE TABLE IF NOT EXISTS sync_page_errors (

@@ -21,7 +21,8 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -101,10 +102,13 @@ def _rows(conn: psycopg.Connection[Any], name: str, params: dict[str, Any]) -> l
     return [dict(zip(columns, row, strict=True)) for row in cur.fetchall()]
 
 
-def read_offers_db(settings: DatabaseSettings, run_key: str | None = None) -> dict[str, Any]:
-    """Latest runs, rejects and alerts, plus the live COPY progress of run ``run_key`` (if any).
+@contextmanager
+def offers_connection(settings: DatabaseSettings) -> Iterator[psycopg.Connection[Any]]:
+    """A short-lived, read-mostly connection for one page request.
 
-    Raises ``OffersDbError`` with a message fit for the page when the database cannot be read.
+    Autocommit (no transaction left open between statements), a connect timeout and a statement
+    timeout (a slow query must not pin an api-server worker), and the connection's schema as the
+    search path. Any psycopg error becomes ``OffersDbError`` with a message fit for the page.
     """
     try:
         with psycopg.connect(
@@ -116,26 +120,40 @@ def read_offers_db(settings: DatabaseSettings, run_key: str | None = None) -> di
         ) as conn:
             if settings.schema:
                 conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(settings.schema)))
-            present = {r["name"] for r in _rows(conn, "ui_tables_exist",
-                                                {"names": ["sync_runs", "sync_rejects", "sync_alerts"]})
-                       if r["present"]}  # fmt: skip
-            result: dict[str, Any] = {
-                "schema_ready": "sync_runs" in present,
-                "runs": _rows(conn, "ui_runs", {"limit": RUN_LIMIT}) if "sync_runs" in present else [],
-                "rejects": _rows(conn, "ui_rejects", {"limit": REJECT_LIMIT, "raw_chars": RAW_CHARS})
-                if "sync_rejects" in present else [],
-                "alerts": _rows(conn, "ui_alerts", {"limit": ALERT_LIMIT}) if "sync_alerts" in present else [],
-                "copy_progress": [],
-            }  # fmt: skip
-            if run_key:
-                tables = StagingTables(run_key)
-                result["copy_progress"] = _rows(conn, "ui_copy_progress",
-                                                {"tables": [tables.advertisers, tables.campaigns]})  # fmt: skip
-            return result
+            yield conn
     except psycopg.Error as exc:
-        text = str(exc).strip().splitlines()
-        reason = text[-1] if text else type(exc).__name__
-        raise OffersDbError(f"cannot read the offers database at {settings.display}: {reason}") from exc
+        raise OffersDbError(db_error_text(settings, exc)) from exc
+
+
+def db_error_text(settings: DatabaseSettings, exc: psycopg.Error) -> str:
+    """``cannot read the offers database at <host/db>: <last line of the error>`` (no password)."""
+    text = str(exc).strip().splitlines()
+    reason = text[-1] if text else type(exc).__name__
+    return f"cannot read the offers database at {settings.display}: {reason}"
+
+
+def read_offers_db(settings: DatabaseSettings, run_key: str | None = None) -> dict[str, Any]:
+    """Latest runs, rejects and alerts, plus the live COPY progress of run ``run_key`` (if any).
+
+    Raises ``OffersDbError`` with a message fit for the page when the database cannot be read.
+    """
+    with offers_connection(settings) as conn:
+        present = {r["name"] for r in _rows(conn, "ui_tables_exist",
+                                            {"names": ["sync_runs", "sync_rejects", "sync_alerts"]})
+                   if r["present"]}  # fmt: skip
+        result: dict[str, Any] = {
+            "schema_ready": "sync_runs" in present,
+            "runs": _rows(conn, "ui_runs", {"limit": RUN_LIMIT}) if "sync_runs" in present else [],
+            "rejects": _rows(conn, "ui_rejects", {"limit": REJECT_LIMIT, "raw_chars": RAW_CHARS})
+            if "sync_rejects" in present else [],
+            "alerts": _rows(conn, "ui_alerts", {"limit": ALERT_LIMIT}) if "sync_alerts" in present else [],
+            "copy_progress": [],
+        }  # fmt: skip
+        if run_key:
+            tables = StagingTables(run_key)
+            result["copy_progress"] = _rows(conn, "ui_copy_progress",
+                                            {"tables": [tables.advertisers, tables.campaigns]})  # fmt: skip
+        return result
 
 
 # --- Airflow's metadata database ---------------------------------------------------------------
@@ -348,13 +366,13 @@ def build_progress(
 # --- the whole page --------------------------------------------------------------------------
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if hasattr(value, "is_finite") and hasattr(value, "as_integer_ratio"):  # Decimal
         return float(value)
     return value
@@ -391,7 +409,7 @@ def snapshot(session: Any, settings_loader: Any = offers_db_settings, dag_id: st
         if current["state"] == "running":
             active["progress"] = build_progress(current, airflow["task_instances"], airflow["xcoms"],
                                                 offers["copy_progress"])  # fmt: skip
-    return _jsonable({
+    return jsonable({
         "dag_id": dag_id,
         "dag_found": airflow["dag_found"],
         "is_paused": airflow["is_paused"],

@@ -1,88 +1,21 @@
-// Offer Sync page: polls /offer-sync/api/status and renders it; the button POSTs /offer-sync/api/sync.
-//
-// Safety rule: every value from the server (and so from Trackier) goes into the DOM through
-// textContent or setAttribute, never innerHTML. An offer named <img src=x onerror=alert(1)> is text.
+// Offer Sync page, Overview: polls <base>/api/status and renders it; the button POSTs <base>/api/sync.
+// Helpers (text-only DOM, formatting, links into Airflow) come from common.js.
 "use strict";
 
 (() => {
+  const {
+    BASE, AIRFLOW_ROOT, DAG_ID, $, el, titled, num, pct, duration, when, brief, since, pill, airflowLink, runPath,
+    safeHref, viewLink, banner, table, emptyRow, replace,
+  } = window.OfferSync;
   const body = document.body;
-  const BASE = body.dataset.base || "";
-  const DAG_ID = body.dataset.dagId;
   const CAN_TRIGGER = body.dataset.canTrigger === "true";
   const POLL_ACTIVE_MS = 2000;
   const POLL_IDLE_MS = 10000;
   const POLL_ERROR_MS = 5000;
 
   const state = { timer: null, busy: false, stopped: false, notice: null, maxStaged: {}, data: null };
-  const $ = (id) => document.getElementById(id);
-
-  // --- DOM helpers (text only) ---------------------------------------------------------------
-  function el(tag, props, ...children) {
-    const node = document.createElement(tag);
-    const p = props || {};
-    if (p.class) node.className = p.class;
-    if (p.text !== undefined && p.text !== null) node.textContent = String(p.text);
-    if (p.title) node.title = String(p.title);
-    if (p.attrs) for (const [k, v] of Object.entries(p.attrs)) if (v !== undefined && v !== null) node.setAttribute(k, String(v));
-    for (const child of children) {
-      if (child === null || child === undefined || child === false) continue;
-      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-    }
-    return node;
-  }
-  const replace = (id, ...nodes) => $(id).replaceChildren(...nodes.filter(Boolean));
-  const titled = (node, title) => { node.title = String(title); return node; };
-
-  // --- formatting -------------------------------------------------------------------------------
-  const nf = new Intl.NumberFormat("en-US");
-  const num = (n) => (n === null || n === undefined ? "–" : nf.format(n));
-  const pct = (rate) => (rate === null || rate === undefined ? "–" : `${(rate * 100).toFixed(rate < 0.01 && rate > 0 ? 2 : 1)}%`);
-  function duration(seconds) {
-    if (seconds === null || seconds === undefined) return "–";
-    const s = Math.max(0, Math.round(seconds));
-    if (s < 60) return `${s} s`;
-    const m = Math.floor(s / 60);
-    if (m < 60) return `${m} min ${String(s % 60).padStart(2, "0")} s`;
-    return `${Math.floor(m / 60)} h ${String(m % 60).padStart(2, "0")} min`;
-  }
-  const when = (iso) => (iso ? new Date(iso).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" }) : "–");
-  const brief = (iso) => (iso ? new Date(iso).toLocaleString(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" }) : "–");
-  const since = (iso) => (iso ? (Date.now() - new Date(iso).getTime()) / 1000 : null);
-  const STATUS_TEXT = {
-    completed: "Completed", completed_with_errors: "Completed with errors", failed: "Failed", running: "Running",
-    queued: "Queued", success: "Success", pending: "Pending", skipped: "Skipped", upstream_failed: "Upstream failed",
-    up_for_retry: "Retrying", scheduled: "Scheduled", deferred: "Deferred",
-  };
-  const pill = (status) => el("span", { class: `pill s-${String(status || "pending").replace(/[^a-z_]/g, "")}`,
-    text: STATUS_TEXT[status] || status || "Pending", attrs: { "data-status": status || "" } });
-
-  // Links to Airflow's own pages: inside the UI's iframe, navigate the Airflow UI itself (same
-  // origin: its router follows history changes), instead of nesting the UI inside the frame.
-  function airflowLink(path, text, cls) {
-    const a = el("a", { href: path, text, class: cls });
-    a.addEventListener("click", (event) => {
-      if (window.top === window) return;
-      try {
-        window.top.history.pushState({}, "", path);
-        window.top.dispatchEvent(new PopStateEvent("popstate", { state: {} }));
-        event.preventDefault();
-      } catch (_) { /* not reachable: let the link open here */ }
-    });
-    return a;
-  }
-  const runPath = (runId) => `/dags/${encodeURIComponent(DAG_ID)}/runs/${encodeURIComponent(runId)}`;
-  function safeHref(link) {
-    try {
-      const url = new URL(link, window.location.origin);
-      return url.protocol === "http:" || url.protocol === "https:" ? url.href : null;
-    } catch (_) { return null; }
-  }
 
   // --- banners ----------------------------------------------------------------------------------
-  function banner(kind, title, detail, extra) {
-    return el("div", { class: `banner ${kind}`, attrs: { role: kind === "error" ? "alert" : "status", "data-banner": kind } },
-      el("strong", { text: title }), detail ? el("span", { text: ` ${detail}` }) : null, extra || null);
-  }
   function renderBanners(data) {
     const items = [];
     if (state.notice) items.push(banner(state.notice.kind, state.notice.title, state.notice.detail));
@@ -192,7 +125,8 @@
   }
   function renderLast(run) {
     $("current-title").textContent = "Last sync";
-    const head = el("div", { class: "run-head" }, pill(run.status), runMeta(run, run.started_at));
+    const head = el("div", { class: "run-head" }, pill(run.status), runMeta(run, run.started_at),
+      viewLink("run", run.run_id, "Run details →", "details-link"));
     const tiles = el("div", { class: "tiles" },
       tile("Added", num(run.added), "added"), tile("Updated", num(run.updated), "updated"),
       tile("Unchanged", num(run.unchanged), "unchanged"), tile("Deactivated", num(run.deactivated), "deactivated"),
@@ -216,18 +150,13 @@
   }
 
   // --- tables -----------------------------------------------------------------------------------
-  function table(headers, rows, numericFrom) {
-    return el("table", { class: "table" },
-      el("thead", {}, el("tr", {}, ...headers.map((h, i) => el("th", { class: i >= numericFrom ? "num" : "", text: h })))),
-      el("tbody", {}, ...rows));
-  }
-  function emptyRow(text, key) { return el("p", { class: "muted pad", text, attrs: { "data-empty": key } }); }
   function renderRuns(data) {
     if (!data.offers_db.ok) return replace("runs-body", emptyRow("Unavailable while the offers database cannot be read.", "runs-error"));
     if (!data.runs.length) return replace("runs-body", emptyRow("No syncs have run yet.", "runs"));
     const rows = data.runs.map((r) => el("tr", { attrs: { "data-run-id": r.run_id } },
       el("td", { class: "started" }, el("div", { text: when(r.started_at) }), titled(airflowLink(runPath(r.run_id), r.run_id, "mono small run-id"), r.run_id)),
-      el("td", {}, pill(r.status), r.dry_run ? el("span", { class: "tag", text: "dry run" }) : null),
+      el("td", {}, pill(r.status), r.dry_run ? el("span", { class: "tag", text: "dry run" }) : null,
+        el("div", {}, viewLink("run", r.run_id, "Details →", "details-link small"))),
       el("td", { text: r.triggered_by || (r.run_type === "scheduled" ? "schedule" : "–") }),
       el("td", { class: "num", text: num(r.added) }), el("td", { class: "num", text: num(r.updated) }),
       el("td", { class: "num", text: num(r.unchanged) }), el("td", { class: "num", text: num(r.deactivated) }),
@@ -267,7 +196,7 @@
     stop();
     hideContent("Not refreshing: signed out.");
     const next = `${BASE}/`;
-    const login = el("a", { href: `/auth/login?next=${encodeURIComponent(next)}`, text: "Log in again", class: "btn" });
+    const login = el("a", { href: `${AIRFLOW_ROOT}/auth/login?next=${encodeURIComponent(next)}`, text: "Log in again", class: "btn" });
     replace("banners", banner("error", "You are signed out.", "Your Airflow session has expired or was ended. ", login));
     $("sync-button").disabled = true;
   }
@@ -317,10 +246,11 @@
     schedule(data.active ? POLL_ACTIVE_MS : POLL_IDLE_MS);
   }
 
+  document.addEventListener("offersync:auth", (event) => (event.detail === 401 ? showSignedOut() : showForbidden()));
   if (!CAN_TRIGGER) document.querySelector(".who").append(el("span", { class: "tag", text: "view only", title: "Your role can view syncs but not start them" }));
   $("sync-button").addEventListener("click", triggerSync);
   const dagLink = $("dag-link");
-  dagLink.replaceWith(airflowLink(dagLink.getAttribute("href"), dagLink.textContent, "mono"));
+  dagLink.replaceWith(airflowLink(`/dags/${encodeURIComponent(DAG_ID)}`, dagLink.textContent, "mono"));
   document.addEventListener("visibilitychange", () => { if (!document.hidden && !state.stopped) refresh(); });
   refresh();
 })();

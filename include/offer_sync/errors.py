@@ -46,3 +46,7 @@ class DatabaseUnavailableError(SyncError):
 
 class SweepRejectedError(FatalSyncError):
     """The error-rate circuit breaker tripped: the live tables were left untouched."""
+
+
+class SweepSupersededError(FatalSyncError):
+    """A sweep that started later has already merged: merging this older one would revert it."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -20,12 +19,14 @@ from include.offer_sync.extract import extract_shard, peak_rss_mb
 from include.offer_sync.merge import merge_sweep
 from include.offer_sync.plan import plan_shards
 from include.offer_sync.runs import (
+    MERGE_FLAGS,
     build_result,
     fail_run,
     get_run,
     is_finished,
     is_merged,
     recorded_sweep,
+    seal_staging,
     start_run,
 )
 from include.offer_sync.schema import ensure_schema
@@ -49,12 +50,13 @@ def start_sync(
     run_id: str,
     dag_id: str,
     params: dict[str, Any],
-    started_at: datetime | None = None,
 ) -> dict[str, Any]:
     """Create the schema if needed, drop stale staging, create this run's staging, open the run record.
 
     A run that already merged (this task cleared and run again) is left exactly as it is: its
     results are final, and the tasks after this one recognise it and return what it recorded.
+    A run that has not merged (a failed run cleared and re-run) starts over as a new sweep: its
+    start time, result, counts, rejects and page errors are reset (``runs_start.sql``).
     """
     t0 = time.perf_counter()
     s0 = dbmod.STATEMENTS.count
@@ -72,8 +74,7 @@ def start_sync(
                 stale = drop_leftover_staging(conn, keep=tables)
                 create_staging(conn, tables)
                 start_run(conn, run_id=run_id, dag_id=dag_id, dry_run=bool(params.get("dry_run")),
-                          params=params, plan={"run_key": tables.run_key},
-                          started_at=started_at or datetime.now(UTC))  # fmt: skip
+                          params=params, plan={"run_key": tables.run_key})  # fmt: skip
     if stale:
         log.info("dropped %d staging tables left by earlier runs: %s", len(stale), ", ".join(stale))
     return {
@@ -103,12 +104,22 @@ def plan_entity(api: TrackierSettings, entity: Entity) -> list[dict[str, Any]]:
 
 
 def extract(
-    db: DatabaseSettings, api: TrackierSettings, run: dict[str, Any], shard: dict[str, Any]
+    db: DatabaseSettings,
+    api: TrackierSettings,
+    run: dict[str, Any],
+    shard: dict[str, Any],
+    *,
+    try_number: int = 1,
 ) -> dict[str, Any]:
-    """Fetch, validate and stage one shard (a mapped task instance)."""
+    """Fetch, validate and stage one shard (a mapped task instance).
+
+    ``try_number`` is the Airflow try of the task instance (1 in-process): the staged rows carry
+    it, so that two tries of one shard running at once (a zombie and its retry) cannot both count.
+    """
     s0 = dbmod.STATEMENTS.count
     client = TrackierClient(api, requests_per_second=shard["requests_per_second"])
-    summary = extract_shard(db, client, run["run_id"], shard, fetch_threads=api.fetch_threads).as_dict()
+    summary = extract_shard(db, client, run["run_id"], shard, fetch_threads=api.fetch_threads,
+                            try_number=try_number).as_dict()  # fmt: skip
     summary["db_statements"] = _statements_since(s0)
     return summary
 
@@ -125,7 +136,9 @@ def check(
     t0 = time.perf_counter()
     s0 = dbmod.STATEMENTS.count
     with connect(db, autocommit=True) as conn:  # the read is one statement; the checks open a transaction
-        record = get_run(conn, run["run_id"])
+        # Sealing waits until no try of an extract task of this run is still writing (a zombie
+        # try's COPY lands before the check, never after it); held until this connection closes.
+        record = seal_staging(conn, run["run_id"])
         if is_merged(record):
             assert record is not None
             log.info("run %s already merged; returning the sweep it recorded", run["run_id"])
@@ -216,6 +229,7 @@ def finish(
         failed_pages=sweep["failed_pages"],
         problems=problems[:10],
         metrics=metrics,
+        **{k: bool(merged.get(k)) for k in MERGE_FLAGS},
     )  # fmt: skip
     with connect(db, autocommit=True) as conn:
         row = conn.execute(dbmod.query("runs_finish"), {

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, TypedDict
 
 from psycopg.types.json import Jsonb
 
@@ -249,6 +249,55 @@ def finish(
         drop_staging(conn, StagingTables.for_run(run_id))
     log.info("sync %s: %s", status, {k: result[k] for k in result if k not in ("metrics", "problems")})
     return result
+
+
+class EventClaim(TypedDict):
+    """What ``claim_event`` found: the ``sync_result`` to emit, or why there is nothing to emit."""
+
+    result: dict[str, Any] | None
+    reason: str
+
+
+def claim_event(db: DatabaseSettings, run_id: str, *, try_number: int) -> EventClaim:
+    """Claim the run's one ``offers`` event and completion webhook (``runs_claim_event.sql``).
+
+    ``result`` is the stored ``sync_result`` when this call got the claim; ``None`` for a dry run
+    (nothing changed: downstream DAGs must not run on it), and when the event was already emitted
+    (``publish_result`` or this task cleared and run again).
+    """
+    with connect(db, autocommit=True) as conn:
+        row = conn.execute(dbmod.query("runs_claim_event"), {"run_id": run_id, "try_number": try_number}).fetchone()
+    claimed, found, dry_run, status, merged_at, emitted_at, claimed_try = row
+    if claimed is not None:
+        return {"result": dict(claimed), "reason": "claimed"}
+    if found is None:
+        reason = f"run {run_id} has no sync_runs record"
+    elif dry_run:
+        reason = "dry run: nothing was written, so no offers event and no completion webhook"
+    elif emitted_at is not None:
+        reason = f"the offers event of run {run_id} was already emitted at {emitted_at.isoformat()} (try {claimed_try})"
+    else:
+        reason = f"run {run_id} is {status} and {'merged' if merged_at else 'not merged'}: nothing to announce"
+    return {"result": None, "reason": reason}
+
+
+def release_event_claim(run_id: str, try_number: int, db: DatabaseSettings | None = None) -> bool:
+    """Give back the event claim of a failed try of ``emit_offers_event``; never raises (a callback).
+
+    Returns whether a claim was released.
+    """
+    try:
+        db = db or DatabaseSettings.from_airflow()
+        with connect(db, autocommit=True) as conn:
+            released = conn.execute(dbmod.query("runs_release_event"),
+                                    {"run_id": run_id, "try_number": try_number}).rowcount  # fmt: skip
+        if released:
+            log.warning("run %s: try %s failed after claiming the offers event; released for its retry",
+                        run_id, try_number)  # fmt: skip
+        return bool(released)
+    except Exception:
+        log.exception("could not release the offers event claim of run %s try %s", run_id, try_number)
+        return False
 
 
 def record_failure(db: DatabaseSettings, run_id: str, error: str) -> dict[str, Any] | None:

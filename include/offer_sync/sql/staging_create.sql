@@ -5,6 +5,8 @@
 -- Rows carry the Airflow try that wrote them, and the tries table lists every try that started
 -- loading a shard: when two tries of one shard ran at once (a zombie and its retry), only the
 -- newest try's rows count (shard_prepare.sql, sweep_mark_duplicates.sql).
+-- start_sync creates them for a run that has not merged, so whatever they hold is from an earlier
+-- attempt of this run (a failed run cleared and re-run): they are emptied, the sweep starts over.
 -- One DO block, so creating a run's staging is one statement.
 DO $staging$
 BEGIN
@@ -71,5 +73,6 @@ CREATE UNLOGGED TABLE IF NOT EXISTS {tries} (
     try_number   integer     NOT NULL,
     started_at   timestamptz NOT NULL DEFAULT now()
 );
+TRUNCATE {advertisers}, {campaigns}, {aliases}, {tries};
 END
 $staging$

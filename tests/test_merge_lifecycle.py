@@ -204,6 +204,14 @@ def test_a_failed_run_cleared_and_rerun_resets_its_record_rejects_and_page_error
     sql("UPDATE sync_runs SET started_at = started_at - interval '1 hour' WHERE run_id = 'run-1'")
     server.configure(invalid_rate=0.0, script=[])
 
+    # Its first task runs again: while the re-run is in flight, nothing of the failed attempt shows.
+    pipeline.start_sync(offers_db, run_id="run-1", dag_id="trackier_offer_sync", params=dict(DEFAULT_PARAMS))
+    assert sql("""SELECT status, error, result, metrics, finished_at, duration_s, rejected, error_rate,
+                         started_at > %s FROM sync_runs WHERE run_id = 'run-1'""", (first_start,)) == [
+        ("running", None, None, None, None, None, None, None, True)]  # fmt: skip
+    assert sql("SELECT count(*) FROM sync_rejects WHERE run_id = 'run-1'") == [(0,)]
+    assert sql("SELECT count(*) FROM sync_page_errors WHERE run_id = 'run-1'") == [(0,)]
+
     result = run_sync(offers_db, api, "run-1")
 
     assert result["status"] == "completed"

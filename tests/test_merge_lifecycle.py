@@ -447,3 +447,30 @@ def test_a_version_1_database_is_upgraded_in_place(offers_db: DatabaseSettings, 
     assert sql("SELECT max(version) FROM offer_sync_schema") == [(SCHEMA_VERSION,)]
     assert sql("SELECT count(*) FROM brand_audit") == [(0,)]
     assert sql("SELECT count(*) FROM sync_runs WHERE event_emitted_at IS NOT NULL") == [(0,)]
+
+
+# --- the event claim ----------------------------------------------------------------------------
+
+
+def test_the_offers_event_is_claimed_once_and_a_failed_try_gives_its_claim_back(fake_trackier, offers_db,
+                                                                              sql) -> None:  # fmt: skip
+    api = trackier_settings(fake_trackier(Catalogue(2, 20, seed=37)), page_size=20)
+    result = run_sync(offers_db, api, "run-1")
+    dry = run_sync(offers_db, api, "run-dry", dry_run=True)
+
+    first = pipeline.claim_event(offers_db, "run-1", try_number=1)
+    assert first == {"result": result, "reason": "claimed"}
+    again = pipeline.claim_event(offers_db, "run-1", try_number=2)  # the task cleared and run again
+    assert again["result"] is None
+    assert "already emitted" in again["reason"]
+    assert "(try 1)" in again["reason"]
+    assert pipeline.claim_event(offers_db, "run-dry", try_number=1)["result"] is None
+    assert dry["dry_run"] is True
+
+    # Try 1 failed after its claim (Airflow never recorded its event): only its own claim is released.
+    assert pipeline.release_event_claim("run-1", 2, db=offers_db) is False
+    assert pipeline.release_event_claim("run-1", 1, db=offers_db) is True
+    retry = pipeline.claim_event(offers_db, "run-1", try_number=2)
+    assert retry["result"] == result
+    assert sql("SELECT event_claimed_try, event_emitted_at IS NOT NULL FROM sync_runs WHERE run_id = 'run-1'") == [
+        (2, True)]  # fmt: skip

@@ -156,13 +156,14 @@ DEADLINE = (
         ),
         "deactivate_missing": Param(
             True, type="boolean", title="Deactivate missing offers",
-            description="When the sweep is complete, mark offers that are no longer in Trackier inactive.",
+            description="When the sweep is complete, mark offers (and brands) that are no longer in Trackier "
+            "inactive.",
         ),
         "max_deactivate_rate": Param(
             0.2, type="number", minimum=0, maximum=1, title="Max share of offers deactivated",
             description="Guard against an empty or cut-short feed: if more than this share of the active offers "
-            "would be deactivated at once, none are and the run says why. Raise it for one run to apply a real "
-            "mass clean-up.",
+            "(or of the active brands) would be deactivated at once, none are and the run says why. Raise it for "
+            "one run to apply a real mass clean-up.",
         ),
         "pages_per_shard": Param(
             50, type="integer", minimum=1, maximum=10000, title="Pages per shard",

@@ -66,7 +66,8 @@ def start_sync(
         ensure_schema(conn)
         with conn.transaction():
             # The merge lock (no other run is merging while we look for tables it might still need),
-            # taken by the same statement that reads whether this run has merged already.
+            # taken by the same statement that reads whether this run has merged already (from the
+            # snapshot before the lock: runs_start.sql re-checks merged_at itself, see its header).
             merged_at, _ = conn.execute(dbmod.query("runs_merged_get"), {"run_id": run_id}).fetchone()
             if merged_at is not None:
                 log.info("run %s already merged; its results are final and nothing is restarted", run_id)

@@ -11,8 +11,12 @@ ranges when the API reports totals, one cursor stream per entity otherwise).
 those shards and run in parallel: each streams its pages, validates every record (pydantic) and
 COPYs it into the run's own staging tables, rejects included with their reasons.
 `check_sweep` resolves duplicates and orphans and trips the error-rate circuit breaker;
-`merge_catalogue` merges brands and offers in one transaction with an audit trail;
-`publish_result` closes the run and emits the `offers` Asset event carrying `sync_result`.
+`merge_catalogue` merges brands and offers in one transaction with an audit trail (and refuses a
+sweep older than one already merged: it would revert newer data);
+`publish_result` closes the run, runs the alert checks and returns `sync_result`;
+`emit_offers_event` emits the `offers` Asset event carrying `sync_result` and POSTs the completion
+webhook, once per run: it is **skipped** for a dry run (nothing changed, downstream DAGs must not
+run) and when the event was already emitted (a task cleared and run again).
 
 **Connections** (set with `AIRFLOW_CONN_TRACKIER_API` / `AIRFLOW_CONN_OFFERS_DB`):
 `trackier_api` (HTTP: host = base URL, password = network API key, extra = `page_size`,
@@ -87,6 +91,14 @@ def _on_task_retry(context) -> None:
     on_task_retry(context)
 
 
+def _release_event_claim(context) -> None:
+    # A failed try of emit_offers_event never got its Asset event recorded: let its retry emit it.
+    from include.offer_sync.pipeline import release_event_claim
+
+    ti = context["ti"]
+    release_event_claim(ti.run_id, ti.try_number)
+
+
 default_args = {
     "owner": "data-platform",
     "retries": TASK_RETRIES,
@@ -151,13 +163,14 @@ DEADLINE = (
         ),
         "deactivate_missing": Param(
             True, type="boolean", title="Deactivate missing offers",
-            description="When the sweep is complete, mark offers that are no longer in Trackier inactive.",
+            description="When the sweep is complete, mark offers (and brands) that are no longer in Trackier "
+            "inactive.",
         ),
         "max_deactivate_rate": Param(
             0.2, type="number", minimum=0, maximum=1, title="Max share of offers deactivated",
             description="Guard against an empty or cut-short feed: if more than this share of the active offers "
-            "would be deactivated at once, none are and the run says why. Raise it for one run to apply a real "
-            "mass clean-up.",
+            "(or of the active brands) would be deactivated at once, none are and the run says why. Raise it for "
+            "one run to apply a real mass clean-up.",
         ),
         "pages_per_shard": Param(
             50, type="integer", minimum=1, maximum=10000, title="Pages per shard",
@@ -177,8 +190,7 @@ def trackier_offer_sync() -> None:
 
         ctx = get_current_context()
         db, _ = _settings(ctx["params"], api=False)
-        return run(db, run_id=ctx["run_id"], dag_id=DAG_ID, params=dict(ctx["params"]),
-                   started_at=ctx["dag_run"].start_date)  # fmt: skip
+        return run(db, run_id=ctx["run_id"], dag_id=DAG_ID, params=dict(ctx["params"]))
 
     @task(pool=API_POOL)
     def plan_advertisers(run: dict) -> list[dict]:
@@ -220,26 +232,44 @@ def trackier_offer_sync() -> None:
                      dry_run=bool(ctx["params"]["dry_run"]),
                      max_deactivate_rate=float(ctx["params"].get("max_deactivate_rate", 0.2)))  # fmt: skip
 
-    @task(outlets=[OFFERS_ASSET])
+    @task
     def publish_result(run: dict, advertisers: list[dict], campaigns: list[dict], sweep: dict, merged: dict) -> dict:
-        """Close the run record, drop staging, emit the `offers` event and return `sync_result`."""
+        """Close the run record, drop staging, run the alert checks and return `sync_result`."""
         from include.offer_sync.alerts import announce_result
         from include.offer_sync.pipeline import finish
 
         ctx = get_current_context()
         db, _ = _settings(ctx["params"], api=False)
         result = finish(db, run, _all(advertisers, campaigns), sweep, merged)
-        ctx["outlet_events"][OFFERS_ASSET].extra = result
-        # Duration / error-rate / memory checks (in this task's log), then the completion webhook.
+        # Duration / error-rate / memory checks (in this task's log), dry runs included.
         announce_result(result, conf=ctx["dag_run"].conf, context=ctx, dag_id=DAG_ID)
         return result
+
+    # Airflow records a task's outlet events when, and only when, the task succeeds; a skipped task
+    # emits none. So the one event of a run is this task's success, claimed in sync_runs first.
+    @task(outlets=[OFFERS_ASSET], on_failure_callback=[_on_task_failure, _release_event_claim],
+          on_retry_callback=[_on_task_retry, _release_event_claim])  # fmt: skip
+    def emit_offers_event(result: dict) -> None:
+        """Emit the `offers` event (extra = `sync_result`) and POST the webhook, once; skipped for a dry run."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from include.offer_sync.alerts import post_sync_result
+        from include.offer_sync.pipeline import claim_event
+
+        ctx = get_current_context()
+        db, _ = _settings(ctx["params"], api=False)
+        claim = claim_event(db, result["run_id"], try_number=ctx["ti"].try_number)
+        if claim["result"] is None:
+            raise AirflowSkipException(claim["reason"])
+        ctx["outlet_events"][OFFERS_ASSET].extra = claim["result"]
+        post_sync_result(claim["result"])
 
     run = start_sync()
     advertisers = extract_advertisers.partial(run=run).expand(shard=plan_advertisers(run))
     campaigns = extract_campaigns.partial(run=run).expand(shard=plan_campaigns(run))
     sweep = check_sweep(run, advertisers, campaigns)
     merged = merge_catalogue(run, sweep)
-    publish_result(run, advertisers, campaigns, sweep, merged)
+    emit_offers_event(publish_result(run, advertisers, campaigns, sweep, merged))
 
 
 def _settings(params: dict, api: bool = True):
@@ -276,7 +306,8 @@ def _extract(shard: dict, run: dict) -> dict:
     ctx = get_current_context()
     ctx["shard_label"] = shard["label"]  # type: ignore[typeddict-unknown-key]  # map_index_template
     db, api = _settings(ctx["params"])
-    return extract(db, api, run, shard)
+    # The try goes on every staged row: a zombie try of this shard still running cannot double it.
+    return extract(db, api, run, shard, try_number=ctx["ti"].try_number)
 
 
 trackier_offer_sync()

@@ -18,7 +18,9 @@ rule                fires when                                    threshold (env
 ==================  ===========================================  =================================
 
 **Where the checks run.** ``publish_result`` checks the finished ``sync_result`` (so the alert is in
-that task's log, and fires under ``airflow dags test`` too); the DAG's success callback checks the
+that task's log, and fires under ``airflow dags test`` too; dry runs included), and
+``emit_offers_event`` POSTs the completion webhook once per run that changed something (never for a
+dry run, never twice, see ``pipeline.claim_event``); the DAG's success callback checks the
 stored result again (an alert already recorded for the run is not sent twice); the failure callback
 marks the ``sync_runs`` row failed and raises ``run_failed`` plus whatever the failed run measured;
 the task-level failure and retry callbacks raise ``db_connection`` when a lost or refused connection
@@ -476,7 +478,12 @@ def announce_result(
     result: Mapping[str, Any], *, conf: Mapping[str, Any] | None = None, context: Mapping[str, Any] | None = None,
     dag_id: str = DAG_ID,
 ) -> list[dict[str, Any]]:  # fmt: skip
-    """In ``publish_result``: check the finished result, then POST it to the webhook. Never raises."""
+    """In ``publish_result``: check the finished result against the rules. Never raises.
+
+    Dry runs are checked too. The completion webhook is not posted here: ``post_sync_result``
+    does that from ``emit_offers_event``, with the run's one ``offers`` event (never for a dry
+    run, never twice).
+    """
     report: list[dict[str, Any]] = []
     try:
         alerts = evaluate(result, thresholds_for(conf), link=run_link(result.get("run_id"), dag_id), dag_id=dag_id)
@@ -488,9 +495,17 @@ def announce_result(
             log.info("alert checks passed: duration, error rate and task memory are within their limits")
     except Exception:
         log.exception("alert checks on the finished run failed")
-    if webhook_configured():
-        post_json(WEBHOOK_CONN_ID, result, "sync_result")
     return report
+
+
+def post_sync_result(result: Mapping[str, Any], conn_id: str = WEBHOOK_CONN_ID) -> bool | None:
+    """The completion webhook: POST ``sync_result`` when the connection exists. Never raises.
+
+    Returns whether it was delivered (``None``: no webhook configured).
+    """
+    if not webhook_configured(conn_id):
+        return None
+    return post_json(conn_id, result, "sync_result")
 
 
 def on_run_success(context: Mapping[str, Any]) -> None:

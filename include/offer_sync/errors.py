@@ -112,3 +112,7 @@ class DatabaseResourceError(DatabaseError):
 
 class SweepRejectedError(FatalSyncError):
     """The error-rate circuit breaker tripped: the live tables were left untouched."""
+
+
+class SweepSupersededError(FatalSyncError):
+    """A sweep that started later has already merged: merging this older one would revert it."""

@@ -18,6 +18,7 @@ import psycopg
 
 from include.offer_sync.client import Anomaly, Page, PageFailure, TrackierClient
 from include.offer_sync.db import connect, query
+from include.offer_sync.errors import SyncError
 from include.offer_sync.models import (
     Advertiser,
     Campaign,
@@ -32,6 +33,10 @@ from include.offer_sync.staging import ShardWriter, StagingTables
 log = logging.getLogger(__name__)
 
 PAGE_ERROR_INSERT = query("page_error_insert")
+
+
+class StaleTryError(SyncError):
+    """An earlier try of a shard woke up after a newer try had started it: it must not write."""
 
 
 @dataclass
@@ -100,11 +105,14 @@ def extract_shard(
     shard: dict[str, Any],
     *,
     fetch_threads: int = 4,
+    try_number: int = 1,
 ) -> ShardSummary:
     """Fetch, validate and stage one shard; returns its summary.
 
     The whole shard is one transaction (delete earlier rows of this shard, one COPY, its page
-    errors), so a retry of this task replaces its data and a crash leaves none.
+    errors), so a retry of this task replaces its data and a crash leaves none. ``try_number`` (the
+    Airflow try) goes on every row: if an earlier try of this shard is still running (a zombie),
+    only the newest try's rows count, and a try that finds a newer one started writes nothing.
     """
     started = time.perf_counter()
     _calm_garbage_collector()
@@ -132,22 +140,28 @@ def extract_shard(
     # Autocommit: the clean-up is one statement and the COPY is its own transaction (a COPY lands
     # whole or not at all), which keeps the statements per shard at two, whatever the shard size.
     with connect(db, autocommit=True) as conn, conn.cursor() as cur:
+        newer_try = None
         try:
-            merged = cur.execute(
-                query("shard_prepare", table=tables.table_for(entity)),
-                {"run_id": run_id, "entity": entity, "shard": index},
-            ).fetchone()[0]
+            merged, newer_try = cur.execute(
+                query("shard_prepare", table=tables.table_for(entity), tries=tables.tries),
+                {"run_id": run_id, "entity": entity, "shard": index, "try_number": try_number},
+            ).fetchone()[:2]
         except psycopg.errors.UndefinedTable:
             merged = is_merged(get_run(conn, run_id))  # staging is gone: only a finished run drops it
             if not merged:
                 raise
+        if newer_try is not None:
+            raise StaleTryError(
+                f"{shard['label']}: try {try_number} of this shard stops: try {newer_try} has already started "
+                "loading it (this try was presumably declared dead by Airflow while still running)"
+            )
         if merged:
             # This task cleared and run again after the merge: the run's data is final and its
             # staging gone; fetching again could only overwrite the page errors it recorded.
             log.info("%s: run %s already merged; nothing to fetch", shard["label"], run_id)
             summary.wall_s = time.perf_counter() - started
             return summary
-        writer = ShardWriter(cur, tables.table_for(entity), entity, index)
+        writer = ShardWriter(cur, tables.table_for(entity), entity, index, try_number)
         try:
             waited = time.perf_counter()
             for item in pages:

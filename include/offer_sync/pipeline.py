@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from psycopg.types.json import Jsonb
 
@@ -20,12 +19,14 @@ from include.offer_sync.extract import extract_shard, peak_rss_mb
 from include.offer_sync.merge import merge_sweep
 from include.offer_sync.plan import plan_shards
 from include.offer_sync.runs import (
+    MERGE_FLAGS,
     build_result,
     fail_run,
     get_run,
     is_finished,
     is_merged,
     recorded_sweep,
+    seal_staging,
     start_run,
 )
 from include.offer_sync.schema import ensure_schema
@@ -49,12 +50,13 @@ def start_sync(
     run_id: str,
     dag_id: str,
     params: dict[str, Any],
-    started_at: datetime | None = None,
 ) -> dict[str, Any]:
     """Create the schema if needed, drop stale staging, create this run's staging, open the run record.
 
     A run that already merged (this task cleared and run again) is left exactly as it is: its
     results are final, and the tasks after this one recognise it and return what it recorded.
+    A run that has not merged (a failed run cleared and re-run) starts over as a new sweep: its
+    start time, result, counts, rejects and page errors are reset (``runs_start.sql``).
     """
     t0 = time.perf_counter()
     s0 = dbmod.STATEMENTS.count
@@ -64,7 +66,8 @@ def start_sync(
         ensure_schema(conn)
         with conn.transaction():
             # The merge lock (no other run is merging while we look for tables it might still need),
-            # taken by the same statement that reads whether this run has merged already.
+            # taken by the same statement that reads whether this run has merged already (from the
+            # snapshot before the lock: runs_start.sql re-checks merged_at itself, see its header).
             merged_at, _ = conn.execute(dbmod.query("runs_merged_get"), {"run_id": run_id}).fetchone()
             if merged_at is not None:
                 log.info("run %s already merged; its results are final and nothing is restarted", run_id)
@@ -72,8 +75,7 @@ def start_sync(
                 stale = drop_leftover_staging(conn, keep=tables)
                 create_staging(conn, tables)
                 start_run(conn, run_id=run_id, dag_id=dag_id, dry_run=bool(params.get("dry_run")),
-                          params=params, plan={"run_key": tables.run_key},
-                          started_at=started_at or datetime.now(UTC))  # fmt: skip
+                          params=params, plan={"run_key": tables.run_key})  # fmt: skip
     if stale:
         log.info("dropped %d staging tables left by earlier runs: %s", len(stale), ", ".join(stale))
     return {
@@ -103,12 +105,22 @@ def plan_entity(api: TrackierSettings, entity: Entity) -> list[dict[str, Any]]:
 
 
 def extract(
-    db: DatabaseSettings, api: TrackierSettings, run: dict[str, Any], shard: dict[str, Any]
+    db: DatabaseSettings,
+    api: TrackierSettings,
+    run: dict[str, Any],
+    shard: dict[str, Any],
+    *,
+    try_number: int = 1,
 ) -> dict[str, Any]:
-    """Fetch, validate and stage one shard (a mapped task instance)."""
+    """Fetch, validate and stage one shard (a mapped task instance).
+
+    ``try_number`` is the Airflow try of the task instance (1 in-process): the staged rows carry
+    it, so that two tries of one shard running at once (a zombie and its retry) cannot both count.
+    """
     s0 = dbmod.STATEMENTS.count
     client = TrackierClient(api, requests_per_second=shard["requests_per_second"])
-    summary = extract_shard(db, client, run["run_id"], shard, fetch_threads=api.fetch_threads).as_dict()
+    summary = extract_shard(db, client, run["run_id"], shard, fetch_threads=api.fetch_threads,
+                            try_number=try_number).as_dict()  # fmt: skip
     summary["db_statements"] = _statements_since(s0)
     return summary
 
@@ -125,7 +137,9 @@ def check(
     t0 = time.perf_counter()
     s0 = dbmod.STATEMENTS.count
     with connect(db, autocommit=True) as conn:  # the read is one statement; the checks open a transaction
-        record = get_run(conn, run["run_id"])
+        # Sealing waits until no try of an extract task of this run is still writing (a zombie
+        # try's COPY lands before the check, never after it); held until this connection closes.
+        record = seal_staging(conn, run["run_id"])
         if is_merged(record):
             assert record is not None
             log.info("run %s already merged; returning the sweep it recorded", run["run_id"])
@@ -217,6 +231,7 @@ def finish(
         problems=problems[:10],
         metrics=metrics,
         pagination=pagination_verdicts(summaries),
+        **{k: bool(merged.get(k)) for k in MERGE_FLAGS},
     )  # fmt: skip
     with connect(db, autocommit=True) as conn:
         row = conn.execute(dbmod.query("runs_finish"), {
@@ -236,6 +251,55 @@ def finish(
         drop_staging(conn, StagingTables.for_run(run_id))
     log.info("sync %s: %s", status, {k: result[k] for k in result if k not in ("metrics", "problems")})
     return result
+
+
+class EventClaim(TypedDict):
+    """What ``claim_event`` found: the ``sync_result`` to emit, or why there is nothing to emit."""
+
+    result: dict[str, Any] | None
+    reason: str
+
+
+def claim_event(db: DatabaseSettings, run_id: str, *, try_number: int) -> EventClaim:
+    """Claim the run's one ``offers`` event and completion webhook (``runs_claim_event.sql``).
+
+    ``result`` is the stored ``sync_result`` when this call got the claim; ``None`` for a dry run
+    (nothing changed: downstream DAGs must not run on it), and when the event was already emitted
+    (``publish_result`` or this task cleared and run again).
+    """
+    with connect(db, autocommit=True) as conn:
+        row = conn.execute(dbmod.query("runs_claim_event"), {"run_id": run_id, "try_number": try_number}).fetchone()
+    claimed, found, dry_run, status, merged_at, emitted_at, claimed_try = row
+    if claimed is not None:
+        return {"result": dict(claimed), "reason": "claimed"}
+    if found is None:
+        reason = f"run {run_id} has no sync_runs record"
+    elif dry_run:
+        reason = "dry run: nothing was written, so no offers event and no completion webhook"
+    elif emitted_at is not None:
+        reason = f"the offers event of run {run_id} was already emitted at {emitted_at.isoformat()} (try {claimed_try})"
+    else:
+        reason = f"run {run_id} is {status} and {'merged' if merged_at else 'not merged'}: nothing to announce"
+    return {"result": None, "reason": reason}
+
+
+def release_event_claim(run_id: str, try_number: int, db: DatabaseSettings | None = None) -> bool:
+    """Give back the event claim of a failed try of ``emit_offers_event``; never raises (a callback).
+
+    Returns whether a claim was released.
+    """
+    try:
+        db = db or DatabaseSettings.from_airflow()
+        with connect(db, autocommit=True) as conn:
+            released = conn.execute(dbmod.query("runs_release_event"),
+                                    {"run_id": run_id, "try_number": try_number}).rowcount  # fmt: skip
+        if released:
+            log.warning("run %s: try %s failed after claiming the offers event; released for its retry",
+                        run_id, try_number)  # fmt: skip
+        return bool(released)
+    except Exception:
+        log.exception("could not release the offers event claim of run %s try %s", run_id, try_number)
+        return False
 
 
 def record_failure(db: DatabaseSettings, run_id: str, error: str) -> dict[str, Any] | None:

@@ -23,7 +23,10 @@ RESULT_KEYS: tuple[str, ...] = (
 COUNT_KEYS: tuple[str, ...] = (
     "added", "updated", "unchanged", "deactivated", "reactivated", "rejected", "duplicates",
     "campaigns_processed", "advertisers_processed", "brands_added", "brands_updated",
+    "brands_deactivated", "brands_reactivated",
 )  # fmt: skip
+#: The merge's verdicts, carried from the merge to the final result (and kept by a retried merge).
+MERGE_FLAGS: tuple[str, ...] = ("deactivation_skipped", "deactivation_blocked", "brands_deactivation_blocked")
 
 
 def build_result(
@@ -50,19 +53,35 @@ def start_run(
     dry_run: bool,
     params: dict[str, Any],
     plan: dict[str, Any],
-    started_at: Any,
 ) -> None:
+    """Open the run's record, or start a run that has not merged over (see ``runs_start.sql``).
+
+    The sweep's start is the database's ``now()``: one clock for every deployment, and the one
+    the merge compares to order overlapping sweeps.
+    """
     conn.execute(
         query("runs_start"),
-        {"run_id": run_id, "dag_id": dag_id, "dry_run": dry_run, "params": Jsonb(params),
-         "plan": Jsonb(plan), "started_at": started_at},
-    )  # fmt: skip
+        {"run_id": run_id, "dag_id": dag_id, "dry_run": dry_run, "params": Jsonb(params), "plan": Jsonb(plan)},
+    )
 
 
 def get_run(conn: psycopg.Connection[Any], run_id: str) -> dict[str, Any] | None:
     cur = conn.execute(query("runs_get"), {"run_id": run_id})
     row = cur.fetchone()
     if row is None:
+        return None
+    return dict(zip([c.name for c in cur.description or ()], row, strict=True))
+
+
+def seal_staging(conn: psycopg.Connection[Any], run_id: str) -> dict[str, Any] | None:
+    """Wait until no extract try of the run is still writing its staging, then read the run's record.
+
+    The lock is session-level (``sweep_seal.sql``): ``conn`` holds it until it closes, so no
+    earlier try of a shard can add rows while the sweep is checked.
+    """
+    cur = conn.execute(query("sweep_seal"), {"run_id": run_id})
+    row = cur.fetchone()
+    if row is None or row[0] is None:
         return None
     return dict(zip([c.name for c in cur.description or ()], row, strict=True))
 

@@ -11,7 +11,7 @@ from include.offer_sync.db import load_sql
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: brands.is_active/deactivated_at, brand_audit, sync_runs.event_*
 
 
 def ensure_schema(conn: psycopg.Connection[Any]) -> bool:

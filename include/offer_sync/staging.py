@@ -4,7 +4,9 @@ Each run gets its own UNLOGGED tables (named from a hash of the Airflow run id),
 and the nightly run can never mix rows, and dropping them afterwards is instant. Each mapped shard
 loads its rows with one ``COPY`` inside one transaction that first deletes the shard's earlier
 rows: a retried or cleared shard replaces its data instead of duplicating it, and a shard killed
-mid-load leaves nothing behind.
+mid-load leaves nothing behind. Two tries of one shard that run at the same time (Airflow declared
+the first one dead while it was still running) cannot both count: rows carry their try, and the
+sweep check keeps only the newest try's rows (``shard_prepare.sql``, ``sweep_mark_duplicates.sql``).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ STAGING_MAX_AGE = "6 hours"
 # In staging, `status` is the validation status; the record's own status gets a longer name.
 ADVERTISER_STAGING_COLUMNS = tuple("brand_status" if c == "status" else c for c in ADVERTISER_COLUMNS)
 CAMPAIGN_STAGING_COLUMNS = tuple("offer_status" if c == "status" else c for c in CAMPAIGN_COLUMNS)
-_HEAD = ("shard", "seq", "page", "status")
+_HEAD = ("shard", "try_number", "seq", "page", "status")
 _TAIL = ("reject_reason", "raw")
 
 
@@ -53,8 +55,14 @@ class StagingTables:
     def aliases(self) -> str:
         return f"{STAGING_PREFIX}{self.run_key}_alias"
 
+    @property
+    def tries(self) -> str:
+        """Which Airflow tries started loading which shard (see ``shard_prepare.sql``)."""
+        return f"{STAGING_PREFIX}{self.run_key}_tries"
+
     def names(self) -> dict[str, str]:
-        return {"advertisers": self.advertisers, "campaigns": self.campaigns, "aliases": self.aliases}
+        return {"advertisers": self.advertisers, "campaigns": self.campaigns, "aliases": self.aliases,
+                "tries": self.tries}  # fmt: skip
 
     def table_for(self, entity: str) -> str:
         return self.advertisers if entity == "advertisers" else self.campaigns
@@ -92,12 +100,17 @@ class ShardWriter:
     """Streams one shard's rows into its staging table through a single COPY.
 
     One COPY per shard (not per page) keeps the statement count independent of the catalogue
-    size; the caller owns the transaction, so the shard lands whole or not at all.
+    size; the caller owns the transaction, so the shard lands whole or not at all. Every row
+    carries ``try_number``, the Airflow try that wrote it: two tries of one shard produce the same
+    ``seq`` values, and only the newest try's rows may count (``sweep_mark_duplicates.sql``).
     """
 
-    def __init__(self, cursor: psycopg.Cursor[Any], table: str, entity: str, shard: int) -> None:
+    def __init__(
+        self, cursor: psycopg.Cursor[Any], table: str, entity: str, shard: int, try_number: int = 1
+    ) -> None:
         self.entity = entity
         self.shard = shard
+        self.try_number = try_number
         self._seq = shard * SEQ_PER_SHARD
         self._body_width = len(staging_columns(entity)) - len(_HEAD) - len(_TAIL)
         self._empty_body = (None,) * self._body_width
@@ -108,12 +121,13 @@ class ShardWriter:
 
     def write_valid(self, page: int | None, row: tuple[Any, ...]) -> None:
         self._seq += 1
-        self._copy.write_row((self.shard, self._seq, page, "valid", *row, None, None))
+        self._copy.write_row((self.shard, self.try_number, self._seq, page, "valid", *row, None, None))
 
     def write_reject(self, page: int | None, reject: Reject) -> None:
         self._seq += 1
         body = (reject.record_key, *self._empty_body[1:])  # keep the id: it still counts as "seen"
-        self._copy.write_row((self.shard, self._seq, page, "rejected", *body, reject.reason, reject.raw))
+        self._copy.write_row((self.shard, self.try_number, self._seq, page, "rejected", *body, reject.reason,
+                              reject.raw))  # fmt: skip
 
     def close(self, exc: BaseException | None = None) -> None:
         if exc is None:

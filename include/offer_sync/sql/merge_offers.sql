@@ -3,6 +3,10 @@
 --   updated     : active offers whose content (or brand) changed; audit keeps old and new values
 --   reactivated : inactive offers that are back in the feed (with any content change in the audit)
 --   unchanged   : everything else that was seen; those rows are not written at all
+-- The old and new documents compared for the audit hold every stored field the content hash
+-- covers (source_created included), and `updated` is counted from the audit rows written, which
+-- need a non-empty diff: every counted update has its diff. (A row whose hash changed while no
+-- stored value did - impossible with today's hash - would be rewritten, not counted, not audited.)
 -- All CTEs read one snapshot, so `old` holds the values from before the UPDATE. Unchanged rows are
 -- recognised on narrow columns and never read in full, which is what makes a resync cheap.
 WITH keyed AS (
@@ -46,7 +50,8 @@ old AS (
                'comm_model', o.comm_model, 'payout', o.payout, 'payout_currency', o.payout_currency,
                'revenue', o.revenue, 'payouts', o.payouts, 'geo', o.geo, 'device', o.device, 'os', o.os,
                'categories', o.categories, 'url', o.url, 'preview_url', o.preview_url,
-               'hash_id', o.hash_id, 'source_modified', o.source_modified, 'is_active', o.is_active
+               'hash_id', o.hash_id, 'source_created', o.source_created,
+               'source_modified', o.source_modified, 'is_active', o.is_active
            ) AS doc
     FROM changed AS c
     JOIN offers AS o ON o.id = c.offer_id
@@ -82,10 +87,8 @@ audit_inserted AS (
     SELECT %(run_id)s, id, trackier_id, 'inserted', NULL FROM inserted
     RETURNING 1
 ),
-audit_changed AS (
-    INSERT INTO offer_audit (run_id, offer_id, trackier_id, action, changes)
-    SELECT %(run_id)s, c.offer_id, c.trackier_id,
-           CASE WHEN c.was_active THEN 'updated' ELSE 'reactivated' END,
+diffs AS (
+    SELECT c.offer_id, c.trackier_id, c.was_active,
            (SELECT jsonb_object_agg(n.key, jsonb_build_object('old', o.value, 'new', n.value))
             FROM jsonb_each(jsonb_build_object(
                      'brand_id', c.brand_id, 'title', c.title, 'description', c.description,
@@ -93,17 +96,25 @@ audit_changed AS (
                      'comm_model', c.comm_model, 'payout', c.payout, 'payout_currency', c.payout_currency,
                      'revenue', c.revenue, 'payouts', c.payouts, 'geo', c.geo, 'device', c.device,
                      'os', c.os, 'categories', c.categories, 'url', c.url, 'preview_url', c.preview_url,
-                     'hash_id', c.hash_id, 'source_modified', c.source_modified, 'is_active', true
+                     'hash_id', c.hash_id, 'source_created', c.source_created,
+                     'source_modified', c.source_modified, 'is_active', true
                  )) AS n
             JOIN jsonb_each(old.doc) AS o ON o.key = n.key
-            WHERE o.value IS DISTINCT FROM n.value)
+            WHERE o.value IS DISTINCT FROM n.value) AS changes
     FROM changed AS c
     JOIN old ON old.offer_id = c.offer_id
-    RETURNING 1
+),
+audit_changed AS (
+    -- A reactivation always has a diff (is_active); an update only when a stored value changed.
+    INSERT INTO offer_audit (run_id, offer_id, trackier_id, action, changes)
+    SELECT %(run_id)s, offer_id, trackier_id, CASE WHEN was_active THEN 'updated' ELSE 'reactivated' END, changes
+    FROM diffs
+    WHERE changes IS NOT NULL
+    RETURNING action
 )
-SELECT (SELECT count(*) FROM inserted)                    AS added,
-       (SELECT count(*) FROM changed WHERE was_active)     AS updated,
-       (SELECT count(*) FROM changed WHERE NOT was_active) AS reactivated,
-       (SELECT count(*) FROM keyed)                       AS seen,
-       (SELECT count(*) FROM updated)                     AS rows_updated,
+SELECT (SELECT count(*) FROM inserted)                                   AS added,
+       (SELECT count(*) FROM audit_changed WHERE action = 'updated')     AS updated,
+       (SELECT count(*) FROM audit_changed WHERE action = 'reactivated') AS reactivated,
+       (SELECT count(*) FROM keyed)                                      AS seen,
+       (SELECT count(*) FROM updated)                                    AS rows_updated,
        (SELECT count(*) FROM audit_inserted) + (SELECT count(*) FROM audit_changed) AS audit_rows

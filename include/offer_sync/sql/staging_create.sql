@@ -2,11 +2,17 @@
 -- UNLOGGED: they are rebuilt from the API on a retry, so WAL would only slow the bulk load down.
 -- Every fetched record lands here, valid or not: `status` says which, and rejects keep raw + reason.
 -- The aliases table maps every id a campaign may use for its advertiser to the brand (sweep check).
+-- Rows carry the Airflow try that wrote them, and the tries table lists every try that started
+-- loading a shard: when two tries of one shard ran at once (a zombie and its retry), only the
+-- newest try's rows count (shard_prepare.sql, sweep_mark_duplicates.sql).
+-- start_sync creates them for a run that has not merged, so whatever they hold is from an earlier
+-- attempt of this run (a failed run cleared and re-run): they are emptied, the sweep starts over.
 -- One DO block, so creating a run's staging is one statement.
 DO $staging$
 BEGIN
 CREATE UNLOGGED TABLE IF NOT EXISTS {advertisers} (
     shard            integer NOT NULL,
+    try_number       integer NOT NULL DEFAULT 1,  -- the Airflow try of the extract task that wrote it
     seq              bigint  NOT NULL,      -- shard * 1e9 + position: a deterministic arrival order
     page             integer,
     status           text    NOT NULL,      -- valid | rejected | duplicate
@@ -28,6 +34,7 @@ CREATE UNLOGGED TABLE IF NOT EXISTS {advertisers} (
 );
 CREATE UNLOGGED TABLE IF NOT EXISTS {campaigns} (
     shard            integer NOT NULL,
+    try_number       integer NOT NULL DEFAULT 1,
     seq              bigint  NOT NULL,
     page             integer,
     status           text    NOT NULL,
@@ -60,5 +67,12 @@ CREATE UNLOGGED TABLE IF NOT EXISTS {aliases} (
     alias        text NOT NULL,
     trackier_id  text NOT NULL
 );
+CREATE UNLOGGED TABLE IF NOT EXISTS {tries} (
+    entity       text        NOT NULL,
+    shard        integer     NOT NULL,
+    try_number   integer     NOT NULL,
+    started_at   timestamptz NOT NULL DEFAULT now()
+);
+TRUNCATE {advertisers}, {campaigns}, {aliases}, {tries};
 END
 $staging$

@@ -50,7 +50,7 @@ STEPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("extract", "Fetch & stage", ("extract_advertisers", "extract_campaigns")),
     ("check", "Check", ("check_sweep",)),
     ("merge", "Merge", ("merge_catalogue",)),
-    ("publish", "Publish", ("publish_result",)),
+    ("publish", "Publish", ("publish_result", "emit_offers_event")),
 )
 PLAN_TASKS = {"plan_advertisers": "advertisers", "plan_campaigns": "campaigns"}
 EXTRACT_TASKS = {"extract_advertisers": "advertisers", "extract_campaigns": "campaigns"}

@@ -106,3 +106,23 @@ def test_every_odd_but_storable_name_and_title_of_the_hostile_catalogue_is_store
     assert rejects[str(ids[5])].startswith("description: contains a NUL character")
     assert rejects[str(ids[7])].startswith("title: contains a lone surrogate, which is not Unicode text")
     assert latest_run(sql)["rejected"] == 3
+
+
+def test_raw_tabs_and_newlines_inside_json_strings_do_not_lose_the_page(fake_trackier, offers_db, sql) -> None:
+    """A server that writes tabs and newlines raw inside JSON strings (invalid JSON, strict parsers
+    refuse it) still delivers its page: the titles are stored with the raw characters, nothing fails."""
+    fixture = json.loads(json.dumps(SPEC_FIXTURE))
+    template = fixture["campaigns"][0]
+    fixture["campaigns"] = [{**template, "id": f"camp_{i}", "name": f"Campaign {i}"} for i in range(9)]
+    fixture["campaigns"][2]["name"] = "Line one\nline\ttwo\r\n"
+    server = fake_trackier(Catalogue.from_fixture(fixture), raw_control_chars=True)
+    wire = requests.get(f"{server.url}/v2/campaigns", headers={"X-Api-Key": TEST_API_KEY}, timeout=30).content
+    assert b"Line one\nline\ttwo\r\n" in wire  # the fake really sends the raw bytes
+
+    result = run_sync(offers_db, trackier_settings(server), "run-raw-controls")
+
+    assert result["status"] == "completed", result.get("error")
+    assert (result["added"], result["rejected"], result["failed_pages"]) == (9, 0, 0)
+    assert sql("SELECT convert_to(title, 'UTF8') FROM offers WHERE trackier_id = 'camp_2'") == [
+        (b"Line one\nline\ttwo\r\n",)
+    ]

@@ -702,12 +702,13 @@ class _RepeatGuard:
 
 def _parse_json(resp: requests.Response) -> Any:
     """orjson first (fast); the stdlib parser second, because it accepts what orjson refuses and a
-    record may legitimately hold (lone surrogates, NaN): one odd record must not lose its page."""
+    record may legitimately hold (lone surrogates, NaN, and - with ``strict=False`` - raw tabs and
+    newlines inside strings, which hand-rolled serialisers send): one odd record must not lose its page."""
     try:
         return orjson.loads(resp.content)
     except orjson.JSONDecodeError:
         try:
-            return json.loads(resp.content)
+            return json.loads(resp.content, strict=False)
         except (ValueError, UnicodeDecodeError):
             return None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -125,6 +126,9 @@ class Knobs:
     invalid_advertisers: bool = False
     # NaN/Infinity payouts as bare tokens (invalid JSON) instead of the strings "NaN"/"Infinity".
     nan_literal: bool = False
+    # Tabs, newlines and CRs inside strings sent as raw bytes instead of JSON escapes: invalid JSON,
+    # but what hand-rolled serialisers emit; the client must read the page, not lose it.
+    raw_control_chars: bool = False
     # Pages after the first start with the previous page's last record (one extra record).
     duplicate_ids: bool = False
     # N (remove the lowest live id after N list requests), {"after": N, "op": ..., args}, or a list.
@@ -222,7 +226,7 @@ def _validate(name: str, value: Any) -> Any:
         if value not in REDIRECT_STATUSES:
             raise ValueError(f"redirect_status must be one of {REDIRECT_STATUSES}")
         return value
-    if name in ("invalid_advertisers", "nan_literal", "duplicate_ids", "ip_not_whitelisted"):
+    if name in ("invalid_advertisers", "nan_literal", "raw_control_chars", "duplicate_ids", "ip_not_whitelisted"):
         if not isinstance(value, bool):
             raise ValueError(f"{name} must be true or false")
         return value
@@ -383,6 +387,15 @@ def apply_nan_literal(body: bytes) -> bytes:
 def apply_nan_strings(body: bytes) -> bytes:
     """Default: the client sees the strings ``"NaN"``/``"Infinity"`` (``float()`` accepts them!)."""
     return body.replace(NAN_SENTINEL.encode(), b"NaN").replace(INF_SENTINEL.encode(), b"Infinity")
+
+
+_ESCAPED_CONTROL = re.compile(rb"(?<!\\)\\([tnr])")
+_RAW_CONTROL = {b"t": b"\t", b"n": b"\n", b"r": b"\r"}
+
+
+def apply_raw_control_chars(body: bytes) -> bytes:
+    """Swap the JSON escapes ``\\t``, ``\\n``, ``\\r`` for the raw bytes (invalid JSON on purpose)."""
+    return _ESCAPED_CONTROL.sub(lambda m: _RAW_CONTROL[m.group(1)], body)
 
 
 def apply_lone_surrogates(body: bytes) -> bytes:

@@ -54,6 +54,7 @@ from include.offer_sync.fake_trackier.faults import (
     apply_lone_surrogates,
     apply_nan_literal,
     apply_nan_strings,
+    apply_raw_control_chars,
     corrupt_record,
     draw,
     record_is_invalid,
@@ -560,6 +561,8 @@ class ServerState:
             data = apply_nan_literal(data) if knobs.nan_literal else apply_nan_strings(data)
         if nan and SURROGATE_SENTINEL.encode() in data:
             data = apply_lone_surrogates(data)
+        if knobs.raw_control_chars:
+            data = apply_raw_control_chars(data)
         return data
 
     def _single_campaign(self, knobs: Knobs, campaign_id: str | None) -> Reply:

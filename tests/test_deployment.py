@@ -506,21 +506,22 @@ def test_dockerfile_uses_the_pinned_airflow_version() -> None:
     assert match.group("python") == "3.11"
 
 
-def test_dockerfile_installs_exactly_requirements_txt() -> None:
+def test_dockerfile_installs_exactly_requirements_txt_constrained_by_the_lock() -> None:
     instructions = dockerfile_instructions(DOCKERFILE.read_text())
     copies = [shlex.split(args) for keyword, args in instructions if keyword in ("COPY", "ADD")]
     requirement_copies = [c for c in copies if "requirements.txt" in c[:-1]]
     assert len(requirement_copies) == 1, requirement_copies
     copy = [token for token in requirement_copies[0] if not token.startswith("--")]
-    assert copy == ["requirements.txt", copy[-1]], "requirements.txt is copied on its own"
-    destination = copy[-1] + "requirements.txt" if copy[-1].endswith("/") else copy[-1]
+    assert copy[:-1] == ["requirements.txt", "requirements.lock"], "requirements.txt and its lock, nothing else"
+    assert copy[-1].endswith("/"), "two files are copied into a folder"
+    destination = copy[-1]
 
     runs = [args for keyword, args in instructions if keyword == "RUN"]
     installs = [r for r in runs if re.search(r"\b(pip|pip3|uv)\b.*\binstall\b", r)]
     assert len(installs) == 1, f"exactly one package install, found {installs}"
     tokens = shlex.split(installs[0])
     start = tokens.index("install") + 1
-    requirement_files, packages, index = [], [], start
+    requirement_files, constraint_files, packages, index = [], [], [], start
     while index < len(tokens):
         token = tokens[index]
         if token in ("-r", "--requirement"):
@@ -528,6 +529,7 @@ def test_dockerfile_installs_exactly_requirements_txt() -> None:
             index += 2
             continue
         if token in ("-c", "--constraint"):
+            constraint_files.append(tokens[index + 1])
             index += 2
             continue
         if token.startswith("-"):
@@ -535,7 +537,8 @@ def test_dockerfile_installs_exactly_requirements_txt() -> None:
         else:
             packages.append(token)
         index += 1
-    assert requirement_files == [destination]
+    assert requirement_files == [destination + "requirements.txt"]
+    assert constraint_files == [destination + "requirements.lock"], "every transitive dependency pinned"
     # The only extra argument allowed is the official recipe's pin of the image's own Airflow.
     assert packages == ["apache-airflow==${AIRFLOW_VERSION}"], packages
 
@@ -554,7 +557,8 @@ def test_dockerignore_keeps_what_the_build_needs_and_drops_secrets() -> None:
         for line in DOCKERIGNORE.read_text().splitlines()
         if line.strip() and not line.strip().startswith("#")
     ]
-    for needed in ("requirements.txt", "include", "include/offer_sync/__init__.py", "dags", "plugins"):
+    for needed in ("requirements.txt", "requirements.lock", "include", "include/offer_sync/__init__.py", "dags",
+                   "plugins"):
         assert not dockerignore_excludes(patterns, needed), f".dockerignore drops {needed}"
     for private in (".env", ".git", ".venv", "logs", "config"):
         assert dockerignore_excludes(patterns, private), f".dockerignore lets {private} into the context"

@@ -558,6 +558,21 @@ def test_dockerfile_installs_exactly_requirements_txt_constrained_by_the_lock() 
     assert packages == ["apache-airflow==${AIRFLOW_VERSION}"], packages
 
 
+def test_every_file_the_dockerfile_copies_exists_in_the_build_context() -> None:
+    patterns = [
+        line.strip()
+        for line in DOCKERIGNORE.read_text().splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
+    instructions = dockerfile_instructions(DOCKERFILE.read_text())
+    sources = [src for keyword, args in instructions if keyword in ("COPY", "ADD")
+               for src in [t for t in shlex.split(args) if not t.startswith("--")][:-1]]  # fmt: skip
+    assert "requirements.lock" in sources
+    for source in sources:
+        assert (ROOT / source).exists(), f"the Dockerfile copies {source}, which is not in the repository"
+        assert not dockerignore_excludes(patterns, source.rstrip("/")), f".dockerignore drops {source}"
+
+
 def test_dockerfile_makes_include_importable() -> None:
     instructions = dockerfile_instructions(DOCKERFILE.read_text())
     envs = " ".join(args for keyword, args in instructions if keyword == "ENV")

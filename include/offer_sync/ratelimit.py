@@ -24,6 +24,9 @@ limiter is a schedule of request slots ``1 / rate`` seconds apart, kept in one r
 
 With ``requests_per_second: 0`` (the benchmarks) there is no limiter at all: no connection, no
 table, no statement.
+
+Not covered: the one page-1 request of each plan task (two per sweep), which goes through the
+client's own one-request bucket before any extract task exists.
 """
 
 from __future__ import annotations

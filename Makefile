@@ -9,20 +9,29 @@ export PYTHONPATH := $(CURDIR)
 SIZES ?= 1k,10k,100k
 PYTEST_ARGS ?=
 
-.PHONY: help install demo test lint bench browser clean
+.PHONY: help install lock demo test lint bench browser clean
 
 help:
 	@echo "make demo   - run one real sync through Airflow against a fake Trackier (no account needed)"
 	@echo "make test   - lint and run the whole test suite (real PostgreSQL, real HTTP, real Airflow)"
 	@echo "make bench  - benchmark 1k/10k/100k offers against dlt and a hand-written loop (SIZES=1m for 1M)"
 
-$(STAMP): requirements.txt
+# requirements.txt is what the image needs at run time, requirements-dev.txt the tools only
+# development needs; requirements.lock pins everything requirements.txt pulls in (see `make lock`).
+$(STAMP): requirements.txt requirements-dev.txt requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt -c requirements.lock
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# After changing a pin in requirements.txt: install without the old lock (pip keeps every installed
+# version that still fits), run the tests, and write the new lock from what is installed.
+lock:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
+	$(PY) scripts/lock_requirements.py
 
 demo: install
 	$(PY) -m include.offer_sync.demo $(ARGS)

@@ -143,7 +143,7 @@ def ours_detail(entry: dict[str, Any]) -> list[str]:
     out = [f"#### Ours at {entry['size']}: counts, phases and Airflow overhead", "",
            "| sync | status | added | updated | unchanged | deactivated | rejected | extract (fetch wait) s "
            "| validate s | stage (COPY) s | check s | merge s | time in task instances s | outside tasks s "
-           "| peak task RSS (in-task ru_maxrss) MB | self-counted statements |",
+           "| peak task RSS (in-task VmHWM) MB | self-counted statements |",
            "|---|" + "---|" * 15]  # fmt: skip
     for scenario, label in SCENARIOS:
         run = runs.get(scenario)
@@ -162,7 +162,7 @@ def ours_detail(entry: dict[str, Any]) -> list[str]:
         out += ["", f"Task instances of the first sync at {entry['size']} (Airflow's metadata DB; memory sampled "
                 "from /proc while the task ran):", "",
                 "| task instance | Airflow duration s | in-task wall s | Airflow overhead s | sampled RSS MB "
-                "| in-task ru_maxrss MB |", "|---|---|---|---|---|---|"]  # fmt: skip
+                "| in-task VmHWM MB |", "|---|---|---|---|---|---|"]  # fmt: skip
         for t in first["tasks"]:
             out.append(f"| {t['task']} | {_num(t.get('airflow_s'))} | {_num(t.get('inner_wall_s'))} | "
                        f"{_num(t.get('overhead_s'))} | {_num(t.get('sampled_peak_rss_mb'), 0)} | "
@@ -307,7 +307,7 @@ def write_markdown(results: dict[str, Any], path: Path, chart: Path, chart_note:
         "(interpreter start, DAG parse, every task instance); for the peers their Python process (imports included).",
         "- **peak RSS**: `/proc/<pid>/status` of the process and all its children, sampled every 0.2 s (summed "
         "`VmRSS`), and the root's `VmHWM` high-water mark; the larger is reported. `airflow dags test` runs every "
-        "task instance inside its own process, so the per-task `ru_maxrss` the DAG records in "
+        "task instance inside its own process, so the per-task `VmHWM` the DAG records in "
         "`sync_result.metrics.tasks` is that process's peak so far (it only grows); the 'sampled RSS' column "
         "attributes samples to the task instance running at the time.",
         "- **SQL statements**: PostgreSQL's own `pg_stat_statements` (`track = top`, `track_utility` on, so "

@@ -36,6 +36,8 @@ import pendulum
 from airflow.sdk import Asset, AsyncCallback, DeadlineAlert, DeadlineReference, Param, dag, get_current_context, task
 from airflow.sdk.definitions.retry_policy import ExceptionRetryPolicy, RetryAction, RetryRule
 
+from include.offer_sync.schedule import schedule_from_env
+
 DAG_ID = "trackier_offer_sync"
 OFFERS_ASSET = Asset(name="offers", uri="trackier-offer-sync://offers")
 #: The Airflow pool that caps concurrent API tasks (create it: `airflow pools set trackier_api 4 ...`).
@@ -46,6 +48,8 @@ DEADLINE_MINUTES = float(os.environ.get("OFFER_SYNC_DEADLINE_MINUTES", "10"))
 #: Task retries and the first retry delay (it doubles, up to 5 min).
 TASK_RETRIES = int(os.environ.get("OFFER_SYNC_TASK_RETRIES", "3"))
 RETRY_DELAY_S = float(os.environ.get("OFFER_SYNC_RETRY_DELAY_S", "30"))
+#: When it runs on its own: OFFER_SYNC_SCHEDULE, a cron expression (UTC), a preset or "none" (default @daily).
+SCHEDULE = schedule_from_env()
 
 # A bad key, a blocked IP or a tripped circuit breaker will not be fixed by trying again. A deadlock
 # or serialization failure is fixed by trying again at once (the database already rolled it back).
@@ -130,7 +134,7 @@ DEADLINE = (
 
 @dag(
     dag_id=DAG_ID,
-    schedule="@daily",
+    schedule=SCHEDULE,
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,

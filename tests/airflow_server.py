@@ -6,7 +6,11 @@ the Offer Sync page) need the real components, so this module starts them:
 
 - its own metadata database, created fresh on the test PostgreSQL and dropped afterwards
   (``postgresql+psycopg2://...``; ``airflow db migrate`` takes ~4 s);
-- ``LocalExecutor`` with ``AIRFLOW__CORE__PARALLELISM=4`` (the default 32 forks 32 idle workers);
+- ``LocalExecutor`` with ``AIRFLOW__CORE__PARALLELISM=4`` (the default 32 forks 32 idle workers), or
+  ``executor="CeleryExecutor"`` with ``celery_workers=("a", "b")``: the local Redis as broker (a
+  random database number and a queue of its own, so parallel runs do not share tasks), a fresh
+  PostgreSQL database as result backend, and one ``airflow celery worker -H <name> -c 2`` per name,
+  each recording its name as the task instances' hostname (``tests/worker_hostname.py``);
 - free ports for the api-server and the scheduler's log server, so two instances can coexist;
 - users from ``SimpleAuthManager`` with a passwords file written here (``admin``, ``op``,
   ``viewer``: each password is random, see ``AirflowServer.passwords``);
@@ -60,6 +64,9 @@ DAG_ID = "trackier_offer_sync"
 #: ``name -> role`` of the SimpleAuthManager users every instance has.
 USERS: dict[str, str] = {"admin": "admin", "op": "op", "viewer": "viewer"}
 COMPONENTS = ("scheduler", "dag-processor", "api-server")
+#: The broker for CeleryExecutor runs (a Redis this machine runs; a random database number is used).
+REDIS_URL = os.environ.get("OFFER_SYNC_TEST_REDIS", "redis://127.0.0.1:6379")
+CELERY_CONCURRENCY = 2
 TERMINAL_STATES = frozenset({"success", "failed"})
 #: The fake Trackier's API key for the session fixture (fake server only).
 FIXTURE_API_KEY = "test-key-airflow-server"
@@ -241,6 +248,8 @@ def running_airflow(
     startup_timeout: float = 180,
     base_path: str = "",
     components: tuple[str, ...] = COMPONENTS,
+    executor: str = "LocalExecutor",
+    celery_workers: tuple[str, ...] = (),
 ) -> Iterator[AirflowServer]:
     """Start api-server, scheduler and dag-processor; stop them and drop the metadata DB on exit.
 
@@ -251,6 +260,8 @@ def running_airflow(
     ``base_path`` (e.g. ``"/airflow"``) serves everything under a sub-path (``[api] base_url`` with a
     path); ``.url`` then includes it. ``components`` leaves some out, e.g. no scheduler for a test
     that only reads what is already in the databases (fewer processes on a small machine).
+    ``executor="CeleryExecutor"`` also starts one worker per name in ``celery_workers`` (see the module
+    docstring); their logs are ``log_path("worker-<name>")``.
     """
     import tempfile
 
@@ -261,6 +272,13 @@ def running_airflow(
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{meta_name}"')
     metadata_db_url = _with_database(pg_admin_url, meta_name, scheme="postgresql+psycopg2")
+    celery = executor == "CeleryExecutor"
+    results_name = f"airflow_results_{uuid.uuid4().hex[:12]}"
+    queue = f"offer_sync_test_{uuid.uuid4().hex[:12]}"
+    broker = f"{REDIS_URL.rstrip('/')}/{secrets.randbelow(15) + 1}"
+    if celery:
+        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{results_name}"')
 
     api_port, log_port, trigger_log_port = free_port(), free_port(), free_port()
     url = f"http://127.0.0.1:{api_port}{base_path.rstrip('/')}"
@@ -273,7 +291,7 @@ def running_airflow(
     env.pop("OFFER_SYNC_API_POOL", None)  # the DAG then uses default_pool: nothing to create
     env.update({
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_db_url,
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__EXECUTOR": executor,
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
         "AIRFLOW__CORE__AUTH_MANAGER":
@@ -295,6 +313,14 @@ def running_airflow(
         "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "30",
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
     })  # fmt: skip
+    if celery:
+        env.update({
+            "AIRFLOW__CELERY__BROKER_URL": broker,
+            "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + _with_database(pg_admin_url, results_name),
+            "AIRFLOW__OPERATORS__DEFAULT_QUEUE": queue,
+            "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(CELERY_CONCURRENCY),
+            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tests.worker_hostname.hostname",
+        })  # fmt: skip
     env.update(extra_env or {})
     server = AirflowServer(url=url, home=home, env=env, metadata_db_url=metadata_db_url, passwords=passwords)
     try:
@@ -311,6 +337,16 @@ def running_airflow(
                 start_new_session=True,  # its own process group: we kill the whole group on exit
             )  # fmt: skip
             log.close()
+        for name in celery_workers if celery else ():
+            worker_env = {**env, "OFFER_SYNC_TEST_HOSTNAME": name,
+                          "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port())}  # fmt: skip
+            log = server.log_path(f"worker-{name}").open("wb")
+            server.processes[f"worker-{name}"] = subprocess.Popen(
+                [airflow_bin(), "celery", "worker", "-H", name, "-q", queue, "-c", str(CELERY_CONCURRENCY)],
+                env=worker_env, cwd=home, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )  # fmt: skip
+            log.close()
         _wait_healthy(server, startup_timeout)
         yield server
     finally:
@@ -318,10 +354,31 @@ def running_airflow(
             _stop(server.processes[component])
         with psycopg.connect(pg_admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{meta_name}" WITH (FORCE)')
+            if celery:
+                conn.execute(f'DROP DATABASE IF EXISTS "{results_name}" WITH (FORCE)')
+        if celery:
+            _drop_queue_keys(broker, queue)
         if owned_home and os.environ.get("KEEP_AIRFLOW_HOME") != "1":
             import shutil
 
             shutil.rmtree(home, ignore_errors=True)
+
+
+def _drop_queue_keys(broker: str, queue: str) -> None:
+    """Remove what this run left in Redis: its queue's keys, then kombu's own bookkeeping keys
+    (bindings, unacked sets, binding deadlines) if nothing else is left in that database number."""
+    import redis
+
+    client = redis.Redis.from_url(broker)
+    try:
+        keys = list(client.scan_iter(match=f"*{queue}*"))
+        if keys:
+            client.delete(*keys)
+        rest = list(client.scan_iter(count=1000))
+        if rest and all(key.startswith((b"_kombu.", b"unacked")) for key in rest):
+            client.delete(*rest)
+    finally:
+        client.close()
 
 
 # --- the session fixture ---------------------------------------------------------------------
@@ -354,8 +411,12 @@ def fixture_trackier_conn(server: Any, **extra: Any) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def live_airflow(pg_admin_url: str, catalogue: Any = None, **kwargs: Any) -> Iterator[LiveAirflow]:
-    """A fake Trackier + a fresh offers database + a running Airflow wired to both."""
+def live_airflow(pg_admin_url: str, catalogue: Any = None, conn_extra: dict[str, Any] | None = None,
+                 **kwargs: Any) -> Iterator[LiveAirflow]:  # fmt: skip
+    """A fake Trackier + a fresh offers database + a running Airflow wired to both.
+
+    ``conn_extra`` adds to (or overrides) the ``trackier_api`` extras of ``fixture_trackier_conn``.
+    """
     from include.offer_sync.fake_trackier import Catalogue, FakeTrackier
 
     offers_name = f"offer_sync_test_{uuid.uuid4().hex[:12]}"
@@ -364,7 +425,8 @@ def live_airflow(pg_admin_url: str, catalogue: Any = None, **kwargs: Any) -> Ite
     offers_db_url = _with_database(pg_admin_url, offers_name)
     fake = FakeTrackier(catalogue if catalogue is not None else Catalogue(8, 400, seed=11), api_key=FIXTURE_API_KEY)
     try:
-        with running_airflow(trackier_conn=fixture_trackier_conn(fake), offers_db_url=offers_db_url,
+        with running_airflow(trackier_conn=fixture_trackier_conn(fake, **(conn_extra or {})),
+                             offers_db_url=offers_db_url,
                              pg_admin_url=pg_admin_url, **kwargs) as server:  # fmt: skip
             server.wait_for_dag()
             yield LiveAirflow(server, fake, offers_db_url)

@@ -108,4 +108,7 @@ def test_parsing_does_no_expensive_imports(parsed: dict) -> None:
 def test_dag_file_does_no_io_at_module_level() -> None:
     source = (REPO_ROOT / "dags" / "trackier_offer_sync.py").read_text()
     top_level = [line for line in source.splitlines() if line.startswith(("import ", "from "))]
-    assert not [line for line in top_level if "include.offer_sync" in line], "package imports belong in tasks"
+    # The one exception: the schedule is a parse-time setting, read by a module of stdlib + croniter.
+    allowed = {"from include.offer_sync.schedule import schedule_from_env"}
+    imports = [line for line in top_level if "include.offer_sync" in line and line not in allowed]
+    assert not imports, "package imports belong in tasks"

@@ -1,4 +1,5 @@
-"""Checks of the deployment files: docker-compose.yaml, Dockerfile, .env.example, .dockerignore.
+"""Checks of the deployment files: docker-compose.yaml (+ docker-compose.celery.yaml), Dockerfile,
+.env.example, .dockerignore.
 
 There is no Docker engine in CI, so nothing here builds or starts a container. Two layers:
 
@@ -29,6 +30,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yaml"
+CELERY_FILE = ROOT / "docker-compose.celery.yaml"
 DOCKERFILE = ROOT / "Dockerfile"
 ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERIGNORE = ROOT / ".dockerignore"
@@ -41,10 +43,10 @@ AIRFLOW_SERVICES = {
     "airflow-triggerer",
     "airflow-init",
     "airflow-cli",
-    "airflow-worker",
-    "flower",
     "demo-trigger",
 }
+#: Services docker-compose.celery.yaml adds (all but redis run the Airflow image).
+CELERY_SERVICES = {"redis", "airflow-worker", "flower"}
 CORE_SERVICES = {
     "postgres",
     "offers-db",
@@ -58,9 +60,6 @@ PROFILES = {
     "airflow-cli": ["debug"],
     "fake-trackier": ["demo"],
     "demo-trigger": ["demo"],
-    "redis": ["celery"],
-    "airflow-worker": ["celery"],
-    "flower": ["flower"],
 }
 ONE_SHOT_SERVICES = {"airflow-init", "airflow-cli", "demo-trigger"}
 TASK_ENV = {
@@ -71,7 +70,12 @@ TASK_ENV = {
     "OFFER_SYNC_MAX_ERROR_RATE",
     "OFFER_SYNC_MAX_TASK_RSS_MB",
     "OFFER_SYNC_DEADLINE_MINUTES",
+    "OFFER_SYNC_SCHEDULE",
+    "AIRFLOW__API__BASE_URL",
 }
+#: Variables .env.example documents that no compose file names: they reach the Airflow containers
+#: through env_file as they are (or, COMPOSE_FILE, configure compose itself).
+PASS_THROUGH = {"COMPOSE_FILE", "OFFER_SYNC_WORK_MEM", "AIRFLOW_CONN_SLACK_ALERTS"}
 DAG_ID = "trackier_offer_sync"
 
 
@@ -248,13 +252,21 @@ def compose() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
+def celery_compose() -> dict[str, Any]:
+    return yaml.safe_load(CELERY_FILE.read_text())
+
+
+@pytest.fixture(scope="module")
 def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return compose["services"]
 
 
 @pytest.fixture(scope="module")
-def variables(compose: dict[str, Any]) -> dict[str, set[str]]:
-    return compose_variables(compose)
+def variables(compose: dict[str, Any], celery_compose: dict[str, Any]) -> dict[str, set[str]]:
+    found = compose_variables(compose)
+    for name, defaults in compose_variables(celery_compose).items():
+        found.setdefault(name, set()).update(defaults)
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -311,7 +323,6 @@ def test_commands(services: dict[str, dict[str, Any]]) -> None:
     assert services["airflow-scheduler"]["command"] == "scheduler"
     assert services["airflow-dag-processor"]["command"] == "dag-processor"
     assert services["airflow-triggerer"]["command"] == "triggerer"
-    assert services["airflow-worker"]["command"] == "celery worker"
     assert "8080:8080" in resolved(services["airflow-apiserver"]["ports"])
 
 
@@ -334,13 +345,11 @@ def test_start_order(services: dict[str, dict[str, Any]]) -> None:
         "airflow-scheduler",
         "airflow-dag-processor",
         "airflow-triggerer",
-        "airflow-worker",
     ):
         depends = services[name]["depends_on"]
         assert depends["airflow-init"]["condition"] == "service_completed_successfully", name
         assert depends["postgres"]["condition"] == "service_healthy", name
         assert depends["offers-db"]["condition"] == "service_healthy", name
-    assert services["airflow-worker"]["depends_on"]["redis"]["condition"] == "service_healthy"
     demo = services["demo-trigger"]["depends_on"]
     for dependency in ("fake-trackier", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor"):
         assert demo[dependency]["condition"] == "service_healthy", dependency
@@ -351,7 +360,12 @@ def test_airflow_environment(services: dict[str, dict[str, Any]]) -> None:
     for name in AIRFLOW_SERVICES:
         env = resolved(environment(services[name]))
         assert env["AIRFLOW__CORE__LOAD_EXAMPLES"].lower() == "false", name
-        assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor", name
+        # LocalExecutor is Airflow's default; only docker-compose.celery.yaml names an executor.
+        assert "AIRFLOW__CORE__EXECUTOR" not in env, name
+        assert not any(key.startswith("AIRFLOW__CELERY__") for key in env), name
+        assert services[name]["env_file"] == [".env"], f"{name}: .env must reach the container"
+        assert env["AIRFLOW__API__BASE_URL"] == "http://localhost:8080", name
+        assert env["OFFER_SYNC_SCHEDULE"] == "@daily", name
         assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/"
         assert "/opt/airflow" in env["PYTHONPATH"].split(":"), name
         assert env["AIRFLOW__API_AUTH__JWT_SECRET"], f"{name}: empty JWT secret"
@@ -363,9 +377,8 @@ def test_airflow_environment(services: dict[str, dict[str, Any]]) -> None:
         for folder in ("dags", "plugins", "include", "logs", "config"):
             assert f"./{folder}:/opt/airflow/{folder}" in volumes, f"{name} does not mount ./{folder}"
     assert len(jwt_values) == 1, "every Airflow component must share the JWT secret and Fernet key"
-    # The executor switches through one variable, which the celery profile's docs point to.
-    raw = environment(services["airflow-scheduler"])["AIRFLOW__CORE__EXECUTOR"]
-    assert interpolate(raw, {"AIRFLOW_EXECUTOR": "CeleryExecutor"}) == "CeleryExecutor"
+    for name in ("postgres", "offers-db", "fake-trackier"):
+        assert "env_file" not in services[name], f"{name} needs none of .env (and must not see the keys)"
 
 
 def test_no_pip_additional_requirements(compose: dict[str, Any]) -> None:
@@ -446,8 +459,10 @@ def test_every_compose_variable_is_documented(
 ) -> None:
     missing = set(variables) - set(env_example)
     assert not missing, f"variables used in docker-compose.yaml but not in .env.example: {sorted(missing)}"
-    stale = set(env_example) - set(variables)
-    assert not stale, f".env.example documents variables the compose file does not use: {sorted(stale)}"
+    stale = set(env_example) - set(variables) - PASS_THROUGH
+    assert not stale, f".env.example documents variables the compose files do not use: {sorted(stale)}"
+    assert set(env_example) >= PASS_THROUGH
+    assert "AIRFLOW_EXECUTOR" not in env_example, "the executor is switched by docker-compose.celery.yaml"
 
 
 def test_env_example_active_values_are_the_compose_defaults(
@@ -455,7 +470,7 @@ def test_env_example_active_values_are_the_compose_defaults(
 ) -> None:
     # So that `cp .env.example .env` changes nothing and the demo still runs.
     for key, (active, value) in env_example.items():
-        if active:
+        if active and key not in PASS_THROUGH:
             assert value == compose_default(variables, key), f"{key}={value!r} differs from the compose default"
 
 
@@ -506,21 +521,22 @@ def test_dockerfile_uses_the_pinned_airflow_version() -> None:
     assert match.group("python") == "3.11"
 
 
-def test_dockerfile_installs_exactly_requirements_txt() -> None:
+def test_dockerfile_installs_exactly_requirements_txt_constrained_by_the_lock() -> None:
     instructions = dockerfile_instructions(DOCKERFILE.read_text())
     copies = [shlex.split(args) for keyword, args in instructions if keyword in ("COPY", "ADD")]
     requirement_copies = [c for c in copies if "requirements.txt" in c[:-1]]
     assert len(requirement_copies) == 1, requirement_copies
     copy = [token for token in requirement_copies[0] if not token.startswith("--")]
-    assert copy == ["requirements.txt", copy[-1]], "requirements.txt is copied on its own"
-    destination = copy[-1] + "requirements.txt" if copy[-1].endswith("/") else copy[-1]
+    assert copy[:-1] == ["requirements.txt", "requirements.lock"], "requirements.txt and its lock, nothing else"
+    assert copy[-1].endswith("/"), "two files are copied into a folder"
+    destination = copy[-1]
 
     runs = [args for keyword, args in instructions if keyword == "RUN"]
     installs = [r for r in runs if re.search(r"\b(pip|pip3|uv)\b.*\binstall\b", r)]
     assert len(installs) == 1, f"exactly one package install, found {installs}"
     tokens = shlex.split(installs[0])
     start = tokens.index("install") + 1
-    requirement_files, packages, index = [], [], start
+    requirement_files, constraint_files, packages, index = [], [], [], start
     while index < len(tokens):
         token = tokens[index]
         if token in ("-r", "--requirement"):
@@ -528,6 +544,7 @@ def test_dockerfile_installs_exactly_requirements_txt() -> None:
             index += 2
             continue
         if token in ("-c", "--constraint"):
+            constraint_files.append(tokens[index + 1])
             index += 2
             continue
         if token.startswith("-"):
@@ -535,9 +552,25 @@ def test_dockerfile_installs_exactly_requirements_txt() -> None:
         else:
             packages.append(token)
         index += 1
-    assert requirement_files == [destination]
+    assert requirement_files == [destination + "requirements.txt"]
+    assert constraint_files == [destination + "requirements.lock"], "every transitive dependency pinned"
     # The only extra argument allowed is the official recipe's pin of the image's own Airflow.
     assert packages == ["apache-airflow==${AIRFLOW_VERSION}"], packages
+
+
+def test_every_file_the_dockerfile_copies_exists_in_the_build_context() -> None:
+    patterns = [
+        line.strip()
+        for line in DOCKERIGNORE.read_text().splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
+    instructions = dockerfile_instructions(DOCKERFILE.read_text())
+    sources = [src for keyword, args in instructions if keyword in ("COPY", "ADD")
+               for src in [t for t in shlex.split(args) if not t.startswith("--")][:-1]]  # fmt: skip
+    assert "requirements.lock" in sources
+    for source in sources:
+        assert (ROOT / source).exists(), f"the Dockerfile copies {source}, which is not in the repository"
+        assert not dockerignore_excludes(patterns, source.rstrip("/")), f".dockerignore drops {source}"
 
 
 def test_dockerfile_makes_include_importable() -> None:
@@ -554,7 +587,8 @@ def test_dockerignore_keeps_what_the_build_needs_and_drops_secrets() -> None:
         for line in DOCKERIGNORE.read_text().splitlines()
         if line.strip() and not line.strip().startswith("#")
     ]
-    for needed in ("requirements.txt", "include", "include/offer_sync/__init__.py", "dags", "plugins"):
+    for needed in ("requirements.txt", "requirements.lock", "include", "include/offer_sync/__init__.py", "dags",
+                   "plugins"):
         assert not dockerignore_excludes(patterns, needed), f".dockerignore drops {needed}"
     for private in (".env", ".git", ".venv", "logs", "config"):
         assert dockerignore_excludes(patterns, private), f".dockerignore lets {private} into the context"
@@ -651,64 +685,197 @@ def _project(tmp_path: Path, env_text: str | None) -> Path:
     project = tmp_path / "project"
     project.mkdir()
     shutil.copy(COMPOSE_FILE, project / "docker-compose.yaml")
+    shutil.copy(CELERY_FILE, project / "docker-compose.celery.yaml")
     shutil.copy(DOCKERFILE, project / "Dockerfile")
     if env_text is not None:
         (project / ".env").write_text(env_text)
     return project
 
 
-def _real_account_env() -> str:
+#: Lines only in .env: no compose file names them, yet the Airflow containers must see them.
+ENV_ONLY = {
+    "OFFER_SYNC_WORK_MEM": "64MB",
+    "AIRFLOW_CONN_SLACK_ALERTS": '{"conn_type": "slackwebhook", "password": "not-a-real-$path"}',
+    "AIRFLOW__SCHEDULER__PARSING_PROCESSES": "1",
+}
+
+
+def _real_account_env(celery: bool = False) -> str:
     """.env.example with the real-account lines switched on, as a user would edit it."""
     lines = []
     for line in ENV_EXAMPLE.read_text().splitlines():
         for key in ("AIRFLOW_CONN_TRACKIER_API", "AIRFLOW_CONN_OFFER_SYNC_WEBHOOK"):
             if line.startswith(f"# {key}="):
                 line = line[2:]
+        if celery and line.startswith("# COMPOSE_FILE="):
+            line = line[2:].split()[0]
         lines.append(line)
-    lines.append("AIRFLOW_EXECUTOR=CeleryExecutor")
     lines.append("AIRFLOW_JWT_SECRET='not-a-real-secret-$with-dollar'")
+    lines.append("AIRFLOW__API__BASE_URL=https://airflow.example.com")
+    lines.append("OFFER_SYNC_SCHEDULE='30 2 * * *'")
+    lines += [f"{key}={value}" for key, value in ENV_ONLY.items()]
     return "\n".join(lines) + "\n"
 
 
-@pytest.mark.parametrize("env_file", ["none", "env-example", "real-account"])
-def test_compose_config_with_docker_client(
-    tmp_path: Path, variables: dict[str, set[str]], env_example: dict[str, tuple[bool, str]], env_file: str
-) -> None:
+def _compose(client: list[str], project: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*client, *args], check=False, cwd=project, env=env, capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+
+
+def _client_or_skip() -> list[str]:
     client = _compose_client()
     if client is None:
         pytest.skip(
-            "no `docker compose` plugin or `docker-compose` client installed: `config -q` not run "
+            "no `docker compose` plugin or `docker-compose` client installed: `config` not run "
             "(the YAML-level checks in this module ran regardless)"
         )
-    env_text = {"none": None, "env-example": ENV_EXAMPLE.read_text(), "real-account": _real_account_env()}[env_file]
+    return client
+
+
+@pytest.mark.parametrize("env_file", ["env-example", "real-account", "real-account-celery"])
+def test_compose_config_with_docker_client(tmp_path: Path, variables: dict[str, set[str]], env_file: str) -> None:
+    client = _client_or_skip()
+    env_text = {"env-example": ENV_EXAMPLE.read_text(), "real-account": _real_account_env(),
+                "real-account-celery": _real_account_env(celery=True)}[env_file]  # fmt: skip
     project = _project(tmp_path, env_text)
     env = _clean_env(variables)
-    all_profiles = ["--profile", "demo", "--profile", "celery", "--profile", "flower", "--profile", "debug"]
+    all_profiles = ["--profile", "demo", "--profile", "flower", "--profile", "debug"]
     for profiles in ([], all_profiles):
-        result = subprocess.run(
-            [*client, *profiles, "-f", "docker-compose.yaml", "config", "-q"],
-            check=False, cwd=project, env=env, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+        result = _compose(client, project, env, *profiles, "config", "-q")
         assert result.returncode == 0, f"{' '.join(client)} config -q failed:\n{result.stderr}"
         assert "is not set" not in result.stderr, result.stderr
 
-    result = subprocess.run(
-        [*client, *all_profiles, "-f", "docker-compose.yaml", "config"],
-        check=False, cwd=project, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    # No -f: compose reads docker-compose.yaml, or COMPOSE_FILE from .env (the Celery switch).
+    result = _compose(client, project, env, *all_profiles, "config")
     assert result.returncode == 0, result.stderr
     rendered = yaml.safe_load(result.stdout)["services"]
     scheduler_env = environment(rendered["airflow-scheduler"])
     assert scheduler_env["AIRFLOW__CORE__LOAD_EXAMPLES"].lower() == "false"
     assert scheduler_env["PYTHONPATH"] == "/opt/airflow"
     assert any("/opt/airflow/include" in str(v) for v in rendered["airflow-scheduler"]["volumes"])
-    if env_file == "real-account":
+    if env_file.startswith("real-account"):
         expected = parse_env_example(env_text)["AIRFLOW_CONN_TRACKIER_API"][1]
         assert json.loads(scheduler_env["AIRFLOW_CONN_TRACKIER_API"]) == json.loads(expected)
-        assert scheduler_env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
         assert json.loads(scheduler_env["AIRFLOW_CONN_OFFER_SYNC_WEBHOOK"])["conn_type"] == "http"
         # compose renders a literal $ as $$; either way the value reached the container unexpanded.
         assert scheduler_env["AIRFLOW__API_AUTH__JWT_SECRET"].replace("$$", "$") == "not-a-real-secret-$with-dollar"
+        assert scheduler_env["AIRFLOW__API__BASE_URL"] == "https://airflow.example.com"
+        assert scheduler_env["OFFER_SYNC_SCHEDULE"] == "30 2 * * *"
     else:
         assert "fake-trackier" in scheduler_env["AIRFLOW_CONN_TRACKIER_API"]
-        assert scheduler_env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    if env_file == "real-account-celery":
+        assert {"redis", "airflow-worker"} <= set(rendered)
+        for name, service in rendered.items():
+            if service.get("image", "").startswith("trackier-offer-sync-airflow") and name != "fake-trackier":
+                service_env = environment(service)
+                assert service_env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
+                assert service_env["AIRFLOW__CELERY__BROKER_URL"] == "redis://:@redis:6379/0", name
+    else:
+        assert not {"redis", "airflow-worker", "flower"} & set(rendered)
+        assert "AIRFLOW__CORE__EXECUTOR" not in scheduler_env  # Airflow's default: LocalExecutor
+
+
+@pytest.mark.parametrize("celery", [False, True])
+def test_env_only_variables_reach_every_airflow_service(tmp_path: Path, variables: dict[str, set[str]],
+                                                        celery: bool) -> None:  # fmt: skip
+    client = _client_or_skip()
+    project = _project(tmp_path, _real_account_env(celery=celery))
+    result = _compose(client, project, _clean_env(variables), "--profile", "demo", "--profile", "debug",
+                      "--profile", "flower", "config")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rendered = yaml.safe_load(result.stdout)["services"]
+    airflow_services = AIRFLOW_SERVICES | ({"airflow-worker", "flower"} if celery else set())
+    assert airflow_services <= set(rendered)
+    for name in airflow_services:
+        service_env = environment(rendered[name])
+        assert service_env["OFFER_SYNC_WORK_MEM"] == "64MB", name
+        assert service_env["AIRFLOW__SCHEDULER__PARSING_PROCESSES"] == "1", name
+        slack = json.loads(service_env["AIRFLOW_CONN_SLACK_ALERTS"].replace("$$", "$"))
+        assert slack == {"conn_type": "slackwebhook", "password": "not-a-real-$path"}, name
+    # The databases and the fake API get none of it (nor the keys in .env).
+    for name in ("postgres", "offers-db", "fake-trackier", *(["redis"] if celery else [])):
+        assert "OFFER_SYNC_WORK_MEM" not in environment(rendered[name]), name
+        assert "AIRFLOW_CONN_TRACKIER_API" not in environment(rendered[name]), name
+
+
+def test_compose_refuses_to_start_without_an_env_file(tmp_path: Path, variables: dict[str, set[str]]) -> None:
+    # .env is every Airflow service's env_file: without it compose stops at once and names the file.
+    client = _client_or_skip()
+    project = _project(tmp_path, None)
+    result = _compose(client, project, _clean_env(variables), "config", "-q")
+    assert result.returncode != 0
+    assert ".env" in result.stderr, result.stderr
+
+
+# --------------------------------------------------------------------------------------------------
+# docker-compose.celery.yaml: one switch for CeleryExecutor
+# --------------------------------------------------------------------------------------------------
+
+
+def test_celery_file_copies_the_common_block_exactly(compose: dict[str, Any], celery_compose: dict[str, Any]) -> None:
+    # Compose cannot share anchors between files; the copy must not drift from the original.
+    assert celery_compose["x-airflow-common"] == compose["x-airflow-common"]
+
+
+def test_celery_file_switches_every_airflow_service_and_adds_broker_and_workers(
+    compose: dict[str, Any], celery_compose: dict[str, Any]
+) -> None:
+    base, extra = compose["services"], celery_compose["services"]
+    airflow_in_base = {n for n, s in base.items() if s.get("image") == compose["x-airflow-common"]["image"]
+                       and n != "fake-trackier"}  # fmt: skip
+    assert airflow_in_base == AIRFLOW_SERVICES
+    assert set(extra) == AIRFLOW_SERVICES | CELERY_SERVICES
+    celery_env = celery_compose["x-celery-env"]
+    assert celery_env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert celery_env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://")
+    assert "@postgres/" in celery_env["AIRFLOW__CELERY__RESULT_BACKEND"]
+    for name in AIRFLOW_SERVICES | {"airflow-worker", "flower"}:
+        env = environment(extra[name])
+        assert {k: env[k] for k in celery_env} == {k: str(v) for k, v in celery_env.items()}, name
+    worker = extra["airflow-worker"]
+    assert worker["command"] == "celery worker"
+    assert "profiles" not in worker, "the workers start with the file, not with a second switch"
+    assert "profiles" not in extra["redis"]
+    assert worker["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert worker["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
+    assert extra["airflow-init"]["depends_on"]["redis"]["condition"] == "service_healthy"
+    # The worker carries the whole common environment (connections, secrets, settings).
+    assert set(environment(worker)) >= set(environment(base["airflow-scheduler"])) | TASK_ENV
+    assert extra["flower"]["profiles"] == ["flower"]
+
+
+def _executor_check(services: dict[str, dict[str, Any]]) -> str:
+    script = _script(services["airflow-init"])
+    begin = script.index("# --- executor check")
+    end = script.index("# --- end of executor check ---")
+    return script[begin:end]
+
+
+@pytest.mark.parametrize(
+    ("env", "ok", "says"),
+    [
+        ({}, True, "Executor: LocalExecutor"),
+        ({"AIRFLOW__CORE__EXECUTOR": "CeleryExecutor", "AIRFLOW__CELERY__BROKER_URL": "redis://:@redis:6379/0"},
+         True, "Executor: CeleryExecutor (broker configured)"),
+        ({"AIRFLOW__CORE__EXECUTOR": "airflow.providers.celery.executors.celery_executor.CeleryExecutor",
+          "AIRFLOW__CELERY__BROKER_URL": "redis://:@redis:6379/0"}, True, "broker configured"),
+        # The mismatches that used to leave tasks queued forever or workers idle:
+        ({"AIRFLOW__CORE__EXECUTOR": "CeleryExecutor"}, False, "no broker is configured"),
+        ({"AIRFLOW__CELERY__BROKER_URL": "redis://:@redis:6379/0"}, False, "executor is LocalExecutor"),
+        ({"AIRFLOW_EXECUTOR": "CeleryExecutor"}, False, "AIRFLOW_EXECUTOR=CeleryExecutor"),
+        ({"AIRFLOW__CORE__EXECUTOR": "KubernetesExecutor"}, False, "not supported by this compose file"),
+        # A leftover of the old .env.example that agrees with the executor is harmless.
+        ({"AIRFLOW_EXECUTOR": "LocalExecutor"}, True, "Executor: LocalExecutor"),
+    ],
+)  # fmt: skip
+def test_init_stops_when_executor_and_broker_disagree(
+    services: dict[str, dict[str, Any]], env: dict[str, str], ok: bool, says: str
+) -> None:
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(("AIRFLOW__CORE__", "AIRFLOW__CELERY__", "AIRFLOW_EXECUTOR"))}  # fmt: skip
+    result = subprocess.run(["bash", "-c", _executor_check(services)], check=False, capture_output=True, text=True,
+                            env={**clean, **env}, timeout=30)  # fmt: skip
+    assert (result.returncode == 0) == ok, result.stdout + result.stderr
+    assert says in result.stdout
+    if not ok:
+        assert "docker-compose.celery.yaml" in result.stdout

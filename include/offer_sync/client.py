@@ -102,8 +102,8 @@ class RequestStats:
 class RateLimiter:
     """A thread-safe token bucket: at most ``rate`` requests per second, bursts of ``burst``.
 
-    One limiter per task process; the Airflow pool ``trackier_api`` bounds how many task processes
-    talk to Trackier at once, and each gets ``requests_per_second / pool slots`` (see ``plan``).
+    Local to one process: what a client uses when it is given no shared limiter. The extract
+    tasks of a sweep share one budget through ``ratelimit.SweepRateLimiter`` instead.
     """
 
     def __init__(self, rate: float, burst: int = 1, clock: Callable[[], float] = time.monotonic) -> None:
@@ -204,10 +204,12 @@ class TrackierClient:
         *,
         requests_per_second: float | None = None,
         session: requests.Session | None = None,
+        limiter: Any = None,
     ) -> None:
         self.settings = settings
         rate = settings.requests_per_second if requests_per_second is None else requests_per_second
-        self.limiter = RateLimiter(rate)
+        # ``limiter``: anything with ``acquire() -> float``, e.g. the sweep-wide one (ratelimit.py).
+        self.limiter = limiter if limiter is not None else RateLimiter(rate)
         self.stats = RequestStats()
         self._stats_lock = threading.Lock()
         self._local = threading.local()

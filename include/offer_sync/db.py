@@ -137,6 +137,25 @@ class _StatementCounter:
 STATEMENTS = _StatementCounter()
 
 
+def session_parameters(conninfo: str, session: Mapping[str, str]) -> dict[str, str]:
+    """Our libpq defaults, merged with what the connection itself sets instead of overwriting it.
+
+    Keyword arguments to ``psycopg.connect`` replace the same keys of the conninfo string, so passing
+    our ``options`` (``session_options``) would silently drop an ``options`` the operator put in the
+    ``offers_db`` connection (``-c statement_timeout=...``). Both go in: ours first, the
+    connection's after them, and PostgreSQL applies the last ``-c`` for a setting, so the
+    connection's own value wins. ``application_name`` and ``connect_timeout`` are defaults only.
+    """
+    from psycopg.conninfo import conninfo_to_dict
+
+    own = conninfo_to_dict(conninfo)
+    params = {"application_name": APPLICATION_NAME, "connect_timeout": "10"}
+    params = {key: value for key, value in params.items() if key not in own}
+    ours = session_options(session)
+    params["options"] = f"{ours} {own['options']}" if own.get("options") else ours
+    return params
+
+
 @contextmanager
 def connect(settings: DatabaseSettings, *, autocommit: bool = False) -> Iterator[psycopg.Connection[Any]]:
     """A connection to the offers database, with the sync's session settings.
@@ -150,10 +169,8 @@ def connect(settings: DatabaseSettings, *, autocommit: bool = False) -> Iterator
         conn = psycopg.connect(
             settings.conninfo,
             autocommit=autocommit,
-            application_name=APPLICATION_NAME,
-            connect_timeout=10,
             cursor_factory=CountingCursor,
-            options=session_options(session),
+            **session_parameters(settings.conninfo, session),
         )
     except psycopg.OperationalError as exc:
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__

@@ -94,7 +94,20 @@ def _calm_garbage_collector() -> None:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process (Linux reports KiB)."""
+    """Peak resident memory of this process since it started: ``VmHWM`` from ``/proc/self/status``.
+
+    Not ``getrusage().ru_maxrss``: Linux carries it across fork and exec, so a task process started
+    by a big parent (a scheduler, a Celery worker, a test runner holding a few GB) reported the
+    parent's peak, e.g. 2,730 MB for a task that never went above 277 MB. ``VmHWM`` is reset at
+    exec. Where ``/proc`` is missing (not Linux), ``ru_maxrss`` is the best there is.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

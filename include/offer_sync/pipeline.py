@@ -18,6 +18,7 @@ from include.offer_sync.db import connect
 from include.offer_sync.extract import extract_shard, peak_rss_mb
 from include.offer_sync.merge import merge_sweep
 from include.offer_sync.plan import plan_shards
+from include.offer_sync.ratelimit import sweep_rate_limiter
 from include.offer_sync.runs import (
     MERGE_FLAGS,
     build_result,
@@ -35,9 +36,6 @@ from include.offer_sync.staging import StagingTables, create_staging, drop_lefto
 from include.offer_sync.sweep import check_sweep, pagination_verdicts
 
 log = logging.getLogger(__name__)
-
-#: How many extract task instances of one kind may talk to Trackier at once (per DAG run).
-API_TASKS_PER_ENTITY = 4
 
 
 def _statements_since(start: int) -> int:
@@ -92,11 +90,9 @@ def plan_entity(api: TrackierSettings, entity: Entity) -> list[dict[str, Any]]:
     client = TrackierClient(api)
     probe = client.probe(entity)
     shards = plan_shards(entity, probe, api.pages_per_shard, api.max_shards)
-    # The rate limit is for the whole sweep; each concurrently running task gets its share.
-    concurrent = max(1, min(len(shards), API_TASKS_PER_ENTITY)) * 2
-    per_task_rps = api.requests_per_second / concurrent if api.requests_per_second > 0 else 0.0
+    # The rate is the whole sweep's; its extract tasks share it at run time (ratelimit.py).
     for shard in shards:
-        shard["requests_per_second"] = per_task_rps
+        shard["requests_per_second"] = api.requests_per_second
     log.info("%s: %s pagination, total %s, %d shard(s): %s", entity, probe.style, probe.total, len(shards),
              "; ".join(s["label"] for s in shards))  # fmt: skip
     shards[0]["probe"] = {"requests": client.stats.requests, "wall_s": round(time.perf_counter() - t0, 3),
@@ -118,9 +114,10 @@ def extract(
     it, so that two tries of one shard running at once (a zombie and its retry) cannot both count.
     """
     s0 = dbmod.STATEMENTS.count
-    client = TrackierClient(api, requests_per_second=shard["requests_per_second"])
-    summary = extract_shard(db, client, run["run_id"], shard, fetch_threads=api.fetch_threads,
-                            try_number=try_number).as_dict()  # fmt: skip
+    with sweep_rate_limiter(db, run["run_id"], shard["requests_per_second"]) as limiter:
+        client = TrackierClient(api, limiter=limiter)
+        summary = extract_shard(db, client, run["run_id"], shard, fetch_threads=api.fetch_threads,
+                                try_number=try_number).as_dict()  # fmt: skip
     summary["db_statements"] = _statements_since(s0)
     return summary
 

@@ -13,7 +13,7 @@ import json
 import os
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
@@ -127,42 +127,49 @@ def _http_base_url(conn: Any) -> str:
     return base
 
 
+#: Extras of ``offers_db`` that are ours, not libpq's: the schema the catalogue lives in.
+_SCHEMA_EXTRAS = ("search_path", "schema")
+
+
 @dataclass(frozen=True)
 class DatabaseSettings:
-    """Where the catalogue lives. ``conninfo`` is a libpq URL; its password is never logged."""
+    """Where the catalogue lives. ``conninfo`` is a libpq connection string; its password is never logged."""
 
     conninfo: str = field(repr=False)
     schema: str | None = None
 
     @property
     def display(self) -> str:
-        """The URL without its password, for logs and the demo's output."""
-        parts = urlsplit(self.conninfo)
-        socket_dir = dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p).get("host")
-        netloc = parts.hostname or unquote(socket_dir or "")
-        if parts.port:
-            netloc = f"{netloc}:{parts.port}"
-        if parts.username:
-            netloc = f"{parts.username}@{netloc}"
-        return f"{parts.scheme}://{netloc}{parts.path}"
+        """``postgresql://user@host:port/dbname`` without the password, for logs and the demo's output."""
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            params = conninfo_to_dict(self.conninfo)
+        except psycopg.ProgrammingError:  # a malformed string must not hide the error we are reporting
+            return "postgresql://(unparsable connection string)"
+        netloc = str(params.get("host") or params.get("hostaddr") or "")
+        if params.get("port"):
+            netloc = f"{netloc}:{params['port']}"
+        if params.get("user"):
+            netloc = f"{params['user']}@{netloc}"
+        return f"postgresql://{netloc}/{params.get('dbname') or ''}"
 
     @classmethod
     def from_connection(cls, conn: Any) -> DatabaseSettings:
+        """The libpq arguments Airflow's ``PostgresHook.get_conn`` would connect with, as a conninfo string.
+
+        The hook decides what a Postgres connection means: host, port, login, password, the schema
+        field as the database, IAM tokens when ``iam`` is set, and every other extra passed to libpq
+        as is (``sslmode``, ``sslcert``, ``sslkey``, ``sslrootcert``, ``options``, ``keepalives``,
+        ``target_session_attrs``, ``application_name`` ...). Hand-picking options here used to drop
+        all but three without a word. Only our own ``search_path``/``schema`` extra is taken out.
+        """
+        from psycopg.conninfo import make_conninfo
+
+        args = _postgres_hook_connect_args(conn)
         extra = _extra_dict(conn)
-        user = quote(conn.login or "", safe="")
-        password = quote(conn.password or "", safe="")
-        auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
-        host = conn.host or extra.get("host") or "localhost"
-        database = quote(conn.schema or "", safe="")
-        options = {k: v for k, v in extra.items() if k in ("sslmode", "sslrootcert", "application_name")}
-        if host.startswith("/"):  # a Unix socket directory (e.g. an embedded server): libpq takes it as ?host=
-            options = {"host": host, **({"port": conn.port} if conn.port else {}), **options}
-            netloc = auth.rstrip("@") + "@" if auth else ""
-        else:
-            netloc = f"{auth}{host}" + (f":{conn.port}" if conn.port else "")
-        query = "&".join(f"{k}={quote(str(v), safe='/')}" for k, v in options.items())
-        url = f"postgresql://{netloc}/{database}" + (f"?{query}" if query else "")
-        return cls(conninfo=url, schema=extra.get("search_path") or extra.get("schema"))
+        return cls(conninfo=make_conninfo(**args), schema=extra.get("search_path") or extra.get("schema"))
 
     @classmethod
     def from_airflow(cls, conn_id: str = OFFERS_DB_CONN_ID) -> DatabaseSettings:
@@ -180,3 +187,24 @@ class DatabaseSettings:
     def from_env(cls) -> DatabaseSettings | None:
         url = os.environ.get("OFFER_SYNC_DB_URL")
         return cls(conninfo=url) if url else None
+
+
+def _postgres_hook_connect_args(conn: Any) -> dict[str, Any]:
+    """The keyword arguments ``PostgresHook.get_conn`` passes to the driver, without connecting.
+
+    ``get_conn`` builds them (connection fields, IAM token, extras minus the hook's own keys) and
+    hands them to ``_create_connection``; this subclass returns them instead of connecting. The
+    cursor factory the ``cursor`` extra selects is dropped: the sync uses its own cursors.
+    """
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    class _ConnectArgs(PostgresHook):
+        ignored_extra_options = PostgresHook.ignored_extra_options | set(_SCHEMA_EXTRAS)
+
+        def _create_connection(self, conn_args: dict[str, Any]) -> Any:
+            return conn_args
+
+    args: dict[str, Any] = _ConnectArgs(connection=conn).get_conn()  # type: ignore[assignment]
+    if not isinstance(args, dict):
+        raise ConfigurationError("offers_db: the installed Postgres provider builds connections differently")
+    return {k: v for k, v in args.items() if v is not None and k not in ("row_factory", "cursor_factory")}

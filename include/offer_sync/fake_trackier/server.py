@@ -225,6 +225,15 @@ class ServerState:
         self._by_status: Counter[str] = Counter()
         self._faults: Counter[str] = Counter()
         self._mutations: list[dict[str, Any]] = []
+        self._request_times: list[float] = []
+
+    def request_times(self) -> list[float]:
+        """``time.monotonic()`` at the arrival of every ``/v2`` request since the last reset.
+
+        The clock is system-wide on Linux, so tests compare it with times taken in other processes.
+        """
+        with self.lock:
+            return list(self._request_times)
 
     def reset_stats(self) -> None:
         with self.lock:
@@ -366,6 +375,7 @@ class ServerState:
             self._seq += 1
             self._total += 1
             self._by_path[template] += 1
+            self._request_times.append(time.monotonic())
         if knobs.redirect_to is not None and not moved:
             # Like a load balancer or a moved API: answered before the key is even looked at.
             self._count_fault("redirect")
@@ -846,6 +856,10 @@ class FakeTrackier:
 
     def reset_stats(self) -> None:
         self.state.reset_stats()
+
+    def request_times(self) -> list[float]:
+        """Arrival time (``time.monotonic()``) of every API request since the last ``reset_stats``."""
+        return self.state.request_times()
 
     def mutate(self, op: str, **args: Any) -> dict[str, Any]:
         """Same as ``POST /_fake/mutate``: e.g. ``mutate("remove_campaigns", count=3)``."""

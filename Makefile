@@ -34,7 +34,7 @@ lock:
 	$(PY) scripts/lock_requirements.py
 
 demo: install
-	$(PY) -m include.offer_sync.demo $(ARGS)
+	$(PY) -m devtools.demo $(ARGS)
 
 # The browser test drives Debian's Chromium; install it when missing and we are allowed to.
 browser:

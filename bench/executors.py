@@ -1,11 +1,11 @@
 """The same sync under ``airflow dags test``, LocalExecutor and CeleryExecutor with two workers.
 
-    python -m bench.executors                # the catalogue of tests/test_celery_executor.py
+    python -m bench.executors                # the catalogue of tests/airflow/test_celery_executor.py
     python -m bench.executors --rate 0       # the client-side rate limit off
 
-Each system gets the catalogue of ``tests/test_celery_executor.py`` (12 advertisers, 2,400
+Each system gets the catalogue of ``tests/airflow/test_celery_executor.py`` (12 advertisers, 2,400
 campaigns, 50 per page, 6 pages per shard: 8 mapped campaign extracts) from its own fake Trackier
-into its own fresh offers database, with the components of ``tests/airflow_server.py`` (real
+into its own fresh offers database, with the components of ``devtools/airflow_server.py`` (real
 scheduler, dag-processor, api-server, triggerer; Redis + two ``airflow celery worker -c 2`` for
 Celery). Wall time is from the REST trigger to the run's success for the two executors (their
 components already up), and the whole process for ``airflow dags test`` (which starts Airflow
@@ -25,10 +25,10 @@ from typing import Any
 
 import psycopg
 
-from include.offer_sync.airflow_run import airflow_env, prepare_home, run_dag_test
-from include.offer_sync.fake_trackier import Catalogue, FakeTrackier
-from tests.airflow_server import FIXTURE_API_KEY, fixture_trackier_conn, live_airflow
-from tests.test_celery_executor import CATALOGUE, CONF, TASK_ENV, WORKERS
+from devtools.airflow_run import airflow_env, prepare_home, run_dag_test
+from devtools.airflow_server import FIXTURE_API_KEY, fixture_trackier_conn, live_airflow
+from devtools.fake_trackier import Catalogue, FakeTrackier
+from tests.airflow.test_celery_executor import CATALOGUE, CONF, TASK_ENV, WORKERS
 
 ADMIN_URL = os.environ.get("OFFER_SYNC_TEST_PG", "postgresql://postgres@127.0.0.1:5432").rstrip("/") + "/postgres"
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from bench.cluster import start_database
 from bench.run import API_KEY, CHANGE_FRACTION, PAGE_SIZE, SIZES, FakeServer
-from include.offer_sync.airflow_run import REPO_ROOT
+from devtools.airflow_run import REPO_ROOT
 
 OUT = REPO_ROOT / "bench" / "out" / "local_executor.json"
 
@@ -39,7 +39,7 @@ def _seconds(run: dict[str, Any]) -> float:
 
 def bench_size(size: str, pg_admin_url: str, seed: int, change_seed: int) -> dict[str, Any]:
     sys.path.insert(0, str(REPO_ROOT))
-    from tests.airflow_server import running_airflow  # the tests' harness: one way to start Airflow
+    from devtools.airflow_server import running_airflow  # the tests' harness: one way to start Airflow
 
     offers, advertisers = SIZES[size]
     workdir = Path(tempfile.mkdtemp(prefix=f"le-{size}-"))

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.request import Request, urlopen
 
-from include.offer_sync.airflow_run import REPO_ROOT
+from devtools.airflow_run import REPO_ROOT
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -180,7 +180,7 @@ class FakeServer:
 
     def __init__(self, workdir: Path, advertisers: int, campaigns: int, seed: int, api_key: str) -> None:
         self.port_file = workdir / f"fake-trackier-{os.getpid()}-{time.monotonic_ns()}.port"
-        self.cmd = [sys.executable, "-m", "include.offer_sync.fake_trackier", "--port", "0",
+        self.cmd = [sys.executable, "-m", "devtools.fake_trackier", "--port", "0",
                     "--port-file", str(self.port_file), "--advertisers", str(advertisers),
                     "--campaigns", str(campaigns), "--seed", str(seed), "--api-key", api_key]  # fmt: skip
         self.proc: subprocess.Popen[bytes] | None = None

@@ -26,16 +26,16 @@ import psycopg
 from bench.cluster import start_database
 from bench.procs import FakeServer
 from bench.run import API_KEY, BENCH_DIR, PAGE_SIZE, PEERS_VENV, SIZES, ensure_peers_venv, log
-from include.offer_sync.airflow_run import DAG_ID, airflow_bin, airflow_env, prepare_home
+from devtools.airflow_run import DAG_ID, airflow_bin, airflow_env, prepare_home
 
 # The first matching rule (looking at every frame of a stack, innermost first) names its category.
 CATEGORIES: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("validate (pydantic, models.py)", re.compile(r"include/offer_sync/models\.py|pydantic")),
-    ("stage (COPY, staging.py)", re.compile(r"include/offer_sync/staging\.py")),
+    ("validate (pydantic, models.py)", re.compile(r"include/offer_sync/trackier/models\.py|pydantic")),
+    ("stage (COPY, staging.py)", re.compile(r"include/offer_sync/load/staging\.py")),
     ("fetch: JSON parse", re.compile(r"orjson|_parse_json|json/decoder")),
     ("fetch: HTTP (requests/urllib3/socket)", re.compile(r"requests/|urllib3/|http/client|socket\.py|ssl\.py")),
-    ("merge (merge.py, waiting on PostgreSQL)", re.compile(r"include/offer_sync/merge\.py")),
-    ("sweep check (sweep.py)", re.compile(r"include/offer_sync/sweep\.py")),
+    ("merge (merge.py, waiting on PostgreSQL)", re.compile(r"include/offer_sync/load/merge\.py")),
+    ("sweep check (sweep.py)", re.compile(r"include/offer_sync/load/sweep\.py")),
     ("other offer_sync code (runs, schema, db, pipeline)", re.compile(r"include/offer_sync/|dags/trackier")),
     ("Python imports (module loading)", re.compile(r"<frozen importlib|_find_and_load")),
     ("Airflow / SQLAlchemy / other", re.compile(r".")),

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from include.offer_sync.airflow_run import REPO_ROOT
+from devtools.airflow_run import REPO_ROOT
 
 SYSTEM_ORDER = ("ours", "loop", "dlt", "dlt_nonest", "fetch_only")
 SIZE_ORDER = ("tiny", "1k", "10k", "100k", "1m")

@@ -43,8 +43,8 @@ import psycopg
 
 from bench.cluster import Database, start_database
 from bench.procs import FakeServer, MemorySampler, is_airflow_dags_test, sampling
-from include.offer_sync.airflow_run import REPO_ROOT, airflow_env, prepare_home, run_dag_test
-from include.offer_sync.fake_trackier import Catalogue
+from devtools.airflow_run import REPO_ROOT, airflow_env, prepare_home, run_dag_test
+from devtools.fake_trackier import Catalogue
 
 BENCH_DIR = REPO_ROOT / "bench"
 PEERS_VENV = BENCH_DIR / ".venv-peers"

@@ -70,34 +70,34 @@ NO_RETRY_ON_FATAL = ExceptionRetryPolicy(
 )
 
 
-# Alert checks (include/offer_sync/alerts.py, imported only when a callback runs).
+# Alert checks (include/offer_sync/alerts/, imported only when a callback runs).
 def _on_run_success(context) -> None:
-    from include.offer_sync.alerts import on_run_success
+    from include.offer_sync.alerts.callbacks import on_run_success
 
     on_run_success(context)
 
 
 def _on_run_failure(context) -> None:
-    from include.offer_sync.alerts import on_run_failure
+    from include.offer_sync.alerts.callbacks import on_run_failure
 
     on_run_failure(context)
 
 
 def _on_task_failure(context) -> None:
-    from include.offer_sync.alerts import on_task_failure
+    from include.offer_sync.alerts.callbacks import on_task_failure
 
     on_task_failure(context)
 
 
 def _on_task_retry(context) -> None:
-    from include.offer_sync.alerts import on_task_retry
+    from include.offer_sync.alerts.callbacks import on_task_retry
 
     on_task_retry(context)
 
 
 def _release_event_claim(context) -> None:
     # A failed try of emit_offers_event never got its Asset event recorded: let its retry emit it.
-    from include.offer_sync.pipeline import release_event_claim
+    from include.offer_sync.tasks import release_event_claim
 
     ti = context["ti"]
     release_event_claim(ti.run_id, ti.try_number)
@@ -124,7 +124,7 @@ DEADLINE = (
     DeadlineAlert(
         reference=DeadlineReference.DAGRUN_QUEUED_AT,
         interval=timedelta(minutes=DEADLINE_MINUTES),
-        callback=AsyncCallback("include.offer_sync.alerts.deadline_missed",
+        callback=AsyncCallback("include.offer_sync.alerts.callbacks.deadline_missed",
                                kwargs={"threshold_s": DEADLINE_MINUTES * 60, "dag_id": DAG_ID}),
     )
     if DEADLINE_MINUTES > 0 and not _DAGS_TEST
@@ -190,7 +190,7 @@ def trackier_offer_sync() -> None:
     @task
     def start_sync() -> dict:
         """Create the tables if needed, open the run's sync_runs record and its staging tables."""
-        from include.offer_sync.pipeline import start_sync as run
+        from include.offer_sync.tasks import start_sync as run
 
         ctx = get_current_context()
         db, _ = _settings(ctx["params"], api=False)
@@ -219,7 +219,7 @@ def trackier_offer_sync() -> None:
     @task
     def check_sweep(run: dict, advertisers: list[dict], campaigns: list[dict]) -> dict:
         """Resolve duplicates and orphans, keep rejects, and trip the error-rate breaker if needed."""
-        from include.offer_sync.pipeline import check
+        from include.offer_sync.tasks import check
 
         ctx = get_current_context()
         db, _ = _settings(ctx["params"], api=False)
@@ -228,7 +228,7 @@ def trackier_offer_sync() -> None:
     @task
     def merge_catalogue(run: dict, sweep: dict) -> dict:
         """Merge brands and offers in one transaction, with the audit trail and exact counts."""
-        from include.offer_sync.pipeline import merge
+        from include.offer_sync.tasks import merge
 
         ctx = get_current_context()
         db, _ = _settings(ctx["params"], api=False)
@@ -239,8 +239,8 @@ def trackier_offer_sync() -> None:
     @task
     def publish_result(run: dict, advertisers: list[dict], campaigns: list[dict], sweep: dict, merged: dict) -> dict:
         """Close the run record, drop staging, run the alert checks and return `sync_result`."""
-        from include.offer_sync.alerts import announce_result
-        from include.offer_sync.pipeline import finish
+        from include.offer_sync.alerts.callbacks import announce_result
+        from include.offer_sync.tasks import finish
 
         ctx = get_current_context()
         db, _ = _settings(ctx["params"], api=False)
@@ -257,8 +257,8 @@ def trackier_offer_sync() -> None:
         """Emit the `offers` event (extra = `sync_result`) and POST the webhook, once; skipped for a dry run."""
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from include.offer_sync.alerts import post_sync_result
-        from include.offer_sync.pipeline import claim_event
+        from include.offer_sync.alerts.callbacks import post_sync_result
+        from include.offer_sync.tasks import claim_event
 
         ctx = get_current_context()
         db, _ = _settings(ctx["params"], api=False)
@@ -298,14 +298,14 @@ def _all(*mapped_outputs) -> list[dict]:
 
 
 def _plan(entity: str) -> list[dict]:
-    from include.offer_sync.pipeline import plan_entity
+    from include.offer_sync.tasks import plan_entity
 
     _, api = _settings(get_current_context()["params"])
     return plan_entity(api, entity)  # type: ignore[arg-type]
 
 
 def _extract(shard: dict, run: dict) -> dict:
-    from include.offer_sync.pipeline import extract
+    from include.offer_sync.tasks import extract
 
     ctx = get_current_context()
     ctx["shard_label"] = shard["label"]  # type: ignore[typeddict-unknown-key]  # map_index_template

@@ -1,6 +1,6 @@
 """A catalogue with a history, for the Offer Sync page's History, Run detail and Offer lookup views.
 
-``build_history`` runs four syncs with the in-process pipeline (``include/offer_sync/inline.py``:
+``build_history`` runs four syncs with the in-process pipeline (``devtools/inline.py``:
 the same task bodies the DAG runs, in the same order) against an offers database and a fake
 Trackier, changing the catalogue in between, and records the alerts those runs break through the
 real rules (``alerts.evaluate`` with thresholds from the environment, stored by
@@ -48,7 +48,7 @@ class History:
 
 
 def _record_alerts(db_url: str, result: Mapping[str, Any], environ: Mapping[str, str]) -> None:
-    from include.offer_sync.alerts import Thresholds, evaluate
+    from include.offer_sync.alerts.rules import Thresholds, evaluate
     from include.offer_sync.db import load_sql
 
     with psycopg.connect(db_url, autocommit=True) as conn:
@@ -61,9 +61,9 @@ def _record_alerts(db_url: str, result: Mapping[str, Any], environ: Mapping[str,
 
 def build_history(fake: Any, db_url: str, api_key: str, environ: Mapping[str, str]) -> History:
     """Four syncs of ``fake``'s catalogue into ``db_url`` (see the module docstring)."""
-    from include.offer_sync import pipeline
+    from devtools.inline import run_sync
+    from include.offer_sync import tasks
     from include.offer_sync.errors import SweepRejectedError
-    from include.offer_sync.inline import run_sync
     from include.offer_sync.settings import DatabaseSettings, TrackierSettings
 
     db = DatabaseSettings(conninfo=db_url)
@@ -96,7 +96,7 @@ def build_history(fake: Any, db_url: str, api_key: str, environ: Mapping[str, st
         run_sync(db, api, runs[3])
         raise AssertionError("the fourth sync was meant to fail")
     except SweepRejectedError as exc:
-        failed = pipeline.record_failure(db, runs[3], str(exc))
+        failed = tasks.record_failure(db, runs[3], str(exc))
         assert failed is not None
         assert failed["status"] == "failed"
         results.append(failed)

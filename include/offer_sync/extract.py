@@ -16,19 +16,14 @@ from typing import Any
 
 import psycopg
 
-from include.offer_sync.client import Anomaly, Page, PageFailure, TrackierClient
 from include.offer_sync.db import connect, query
 from include.offer_sync.errors import SyncError
-from include.offer_sync.models import (
-    Advertiser,
-    Campaign,
-    advertiser_row,
-    campaign_row,
-    validate_page,
-)
-from include.offer_sync.runs import get_run, is_merged
+from include.offer_sync.load.runs import get_run, is_merged
+from include.offer_sync.load.staging import ShardWriter, StagingTables
 from include.offer_sync.settings import DatabaseSettings
-from include.offer_sync.staging import ShardWriter, StagingTables
+from include.offer_sync.trackier.http import TrackierClient
+from include.offer_sync.trackier.models import Advertiser, Campaign, advertiser_row, campaign_row, validate_page
+from include.offer_sync.trackier.pagination import Anomaly, Page, PageFailure
 
 log = logging.getLogger(__name__)
 

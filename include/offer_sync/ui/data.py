@@ -30,8 +30,8 @@ import psycopg
 from psycopg import sql
 
 from include.offer_sync.db import load_sql
+from include.offer_sync.load.staging import StagingTables
 from include.offer_sync.settings import OFFERS_DB_CONN_ID, DatabaseSettings
-from include.offer_sync.staging import StagingTables
 
 log = logging.getLogger(__name__)
 

@@ -164,7 +164,7 @@ def chart_thresholds(environ: Mapping[str, str] | None = None) -> ChartThreshold
     checks (the bundled compose file passes them to every component); a per-run override in the
     run's conf (``alert_thresholds``) applies to that run's alerts only and is not drawn.
     """
-    from include.offer_sync.alerts import Thresholds
+    from include.offer_sync.alerts.rules import Thresholds
     from include.offer_sync.errors import ConfigurationError
 
     try:

@@ -24,7 +24,7 @@ import pytest
 from devtools.airflow_server import LiveAirflow, live_airflow
 from devtools.fake_trackier import Catalogue, FakeTrackier
 from include.offer_sync.settings import DatabaseSettings
-from tests.helpers import TEST_API_KEY
+from tests.helpers import TEST_API_KEY, Answer, PlainApi
 
 
 def _reachable(url: str) -> bool:
@@ -104,3 +104,16 @@ def airflow_server(pg_admin_url: str) -> Iterator[LiveAirflow]:
     """One real Airflow for the session (see the module docstring); the DAG is parsed, still paused."""
     with live_airflow(pg_admin_url) as live:
         yield live
+
+
+@pytest.fixture
+def plain_api() -> Iterator[Callable[..., PlainApi]]:
+    servers: list[PlainApi] = []
+
+    def start(answer: Callable[[str, dict[str, list[str]]], Answer], host: str = "127.0.0.2") -> PlainApi:
+        servers.append(PlainApi(answer, host))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from devtools.fake_trackier import FakeTrackier
 from include.offer_sync.settings import TrackierSettings
@@ -107,3 +108,50 @@ def assert_key_in_no_table(sql: Callable[..., list[tuple[Any, ...]]], key: str) 
     for table in tables:
         hits = sql(f"SELECT count(*) FROM {table} AS t WHERE t::text LIKE %s", (f"%{key}%",))
         assert hits == [(0,)], f"the API key is stored in {table}"
+
+
+Answer = tuple[int, dict[str, str], bytes]
+
+
+class PlainApi:
+    """A plain HTTP server on its own loopback address that answers with ``answer(path, query)``
+    and records every request (path and headers), to see exactly what reached it."""
+
+    def __init__(self, answer: Callable[[str, dict[str, list[str]]], Answer], host: str = "127.0.0.2") -> None:
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                outer.requests.append((self.path, dict(self.headers.items())))
+                parts = urlsplit(self.path)
+                status, headers, body = answer(parts.path, parse_qs(parts.query))
+                self.send_response(status)
+                for name, value in {"Content-Type": "application/json", **headers}.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer((host, 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://{host}:{self.server.server_port}"
+
+    def keyed_requests(self) -> list[str]:
+        """Paths of the requests that carried an API key (header or query)."""
+        return [path for path, headers in self.requests
+                if "x-api-key" in {h.lower() for h in headers} or "apikey=" in path.lower()]  # fmt: skip
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def json_body(body: dict[str, Any]) -> bytes:
+    return json.dumps(body).encode()

@@ -12,12 +12,8 @@ tests at the end run the same cases through ``airflow dags test``.
 
 from __future__ import annotations
 
-import json
-import threading
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from pydantic import SecretStr
@@ -34,7 +30,7 @@ from include.offer_sync.errors import (
 from include.offer_sync.load.sweep import UNPROVEN_END
 from include.offer_sync.settings import TrackierSettings
 from include.offer_sync.trackier.http import MAX_REDIRECTS, TrackierClient
-from tests.helpers import TEST_API_KEY, trackier_settings
+from tests.helpers import TEST_API_KEY, Answer, PlainApi, json_body, trackier_settings
 
 # A regression must end in a failed assertion, not in 100,000 requests: every sync here is capped.
 CAP = {"max_pages": 200}
@@ -43,64 +39,12 @@ CAP = {"max_pages": 200}
 # --- helpers ---------------------------------------------------------------------------------
 
 
-Answer = tuple[int, dict[str, str], bytes]
 
 
-class PlainApi:
-    """A plain HTTP server on its own loopback address that answers with ``answer(path, query)``
-    and records every request (path and headers), to see exactly what reached it."""
-
-    def __init__(self, answer: Callable[[str, dict[str, list[str]]], Answer], host: str = "127.0.0.2") -> None:
-        self.requests: list[tuple[str, dict[str, str]]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:
-                outer.requests.append((self.path, dict(self.headers.items())))
-                parts = urlsplit(self.path)
-                status, headers, body = answer(parts.path, parse_qs(parts.query))
-                self.send_response(status)
-                for name, value in {"Content-Type": "application/json", **headers}.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer((host, 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://{host}:{self.server.server_port}"
-
-    def keyed_requests(self) -> list[str]:
-        """Paths of the requests that carried an API key (header or query)."""
-        return [path for path, headers in self.requests
-                if "x-api-key" in {h.lower() for h in headers} or "apikey=" in path.lower()]  # fmt: skip
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
-@pytest.fixture
-def plain_api() -> Iterator[Callable[..., PlainApi]]:
-    servers: list[PlainApi] = []
-
-    def start(answer: Callable[[str, dict[str, list[str]]], Answer], host: str = "127.0.0.2") -> PlainApi:
-        servers.append(PlainApi(answer, host))
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.close()
 
 
-def _json(body: dict[str, Any]) -> bytes:
-    return json.dumps(body).encode()
 
 
 def _settings(url: str, **overrides: Any) -> TrackierSettings:
@@ -189,7 +133,7 @@ def test_auto_reads_numbered_pages_when_the_cursor_does_not_move(plain_api) -> N
     def answer(path: str, query: dict[str, list[str]]) -> Answer:
         page = int(query.get("page", ["1"])[0])  # a pageToken is ignored: page 1 again
         chunk = records[(page - 1) * 10 : page * 10]
-        return 200, {}, _json({"success": True, "campaigns": chunk, "pagination": {"nextPageToken": "same"}})
+        return 200, {}, json_body({"success": True, "campaigns": chunk, "pagination": {"nextPageToken": "same"}})
 
     api = plain_api(answer, host="127.0.0.1")
     client = TrackierClient(_settings(api.url))
@@ -328,7 +272,7 @@ def test_a_redirect_to_another_host_sends_the_key_nowhere_and_fails_the_run_at_o
     fake_trackier, plain_api, offers_db, sql
 ) -> None:
     """Measured on main: the key followed a 302 to the other host on every request, for minutes."""
-    other = plain_api(lambda path, query: (200, {}, _json({"success": True, "campaigns": [], "advertisers": []})))
+    other = plain_api(lambda path, query: (200, {}, json_body({"success": True, "campaigns": [], "advertisers": []})))
     server = fake_trackier(Catalogue(2, 30, seed=1), redirect_to=other.url)
     api = trackier_settings(server, page_size=10, max_retries=5)
 
@@ -410,64 +354,8 @@ def test_redirect_loops_are_bounded_and_other_origins_refused(location, error, r
     assert client.stats.retries == 0
 
 
-# --- through Airflow ---------------------------------------------------------------------------
 
 
-@pytest.mark.airflow
-def test_dag_auto_falls_back_to_cursors_on_a_pagetoken_only_api_says_so_and_never_deactivates_on_an_early_stop(
-    airflow, fake_trackier, offers_db_url, sql
-) -> None:
-    from tests.helpers import latest_run
-
-    catalogue = Catalogue(6, 330, seed=3)
-    server = fake_trackier(catalogue, pagination="cursor", report_total=True)
-
-    run = airflow.run(server, offers_db_url)
-
-    assert run.succeeded, run.output[-3000:]
-    result = latest_run(sql)
-    assert (result["status"], result["added"], result["complete_sweep"]) == ("completed", 330, True)
-    assert sql("SELECT count(*) FROM offers WHERE is_active") == [(330,)]
-    verdict = result["pagination"]["campaigns"]
-    assert (verdict["requested"], verdict["style"]) == ("auto", "cursor")
-    assert "the API ignores page=; following nextPageToken instead" in verdict["fallback"]
-    assert airflow.return_value(result["run_id"], "publish_result")["pagination"] == result["pagination"]
-    plan = airflow.return_value(result["run_id"], "plan_campaigns")
-    assert [(s["style"], s["expected_total"]) for s in plan] == [("cursor", 330)]
-    assert "campaigns: pagination fell back to cursor: page=2 answered the same 50 records" in run.output
-    # 330 campaigns: page 1 and page=2 to probe, then 7 cursor pages; 6 advertisers: one page, twice.
-    assert server.stats()["list_requests"] == 2 + 7 + 2
-
-    # The next night the cursor stops after a full page 4 while the total still says 325.
-    catalogue.remove_campaigns(ids=catalogue.campaign_ids()[:5])
-    server.configure(cursor_stops_after=4)
-    run = airflow.run(server, offers_db_url)
-
-    assert run.succeeded, run.output[-3000:]
-    result = latest_run(sql)
-    assert (result["status"], result["complete_sweep"], result["deactivated"]) == ("completed_with_errors", False, 0)
-    assert "campaigns: the API reported 325 records, the sweep received 200" in result["problems"]
-    assert sql("SELECT count(*) FROM offers WHERE is_active") == [(330,)]
 
 
-@pytest.mark.airflow
-def test_dag_redirect_to_another_host_fails_at_once_without_retries_and_sends_the_key_nowhere(
-    airflow, fake_trackier, plain_api, offers_db_url, sql
-) -> None:
-    from tests.airflow.test_retries import FAST_RETRIES, _latest_run_id, _task_states
 
-    other = plain_api(lambda path, query: (200, {}, _json({"success": True, "campaigns": [], "advertisers": []})))
-    server = fake_trackier(Catalogue(2, 20, seed=1), redirect_to=other.url)
-
-    run = airflow.run(server, offers_db_url, env=FAST_RETRIES)
-
-    assert not run.succeeded
-    states = _task_states(airflow, _latest_run_id(airflow))
-    # Both probes failed on their first try although two retries were allowed: the retry policy.
-    assert states["plan_advertisers"] == ("failed", 1), states
-    assert states["plan_campaigns"] == ("failed", 1), states
-    assert server.stats()["total"] == 2, "one request per probe, none repeated"
-    assert other.requests == []
-    assert f"redirected GET /v2/campaigns to another host, {other.url}" in run.output
-    assert "put it in the host of the trackier_api connection" in run.output
-    assert TEST_API_KEY not in run.output

@@ -20,10 +20,13 @@ from typing import Any
 import pendulum
 from airflow.sdk import Asset, dag, task
 
+from include.offer_sync.constants import OFFERS_ASSET_NAME, OFFERS_ASSET_URI
+
 log = logging.getLogger(__name__)
 
-#: Must equal OFFERS_ASSET in trackier_offer_sync.py (the same name and URI: that is the link).
-OFFERS_ASSET = Asset(name="offers", uri="trackier-offer-sync://offers")
+#: The same name and URI as the sync DAG's outlet: that is the link (a copy in another repository must
+#: spell them exactly so: "offers", "trackier-offer-sync://offers").
+OFFERS_ASSET = Asset(name=OFFERS_ASSET_NAME, uri=OFFERS_ASSET_URI)
 COUNT_KEYS = (
     "status", "added", "updated", "unchanged", "deactivated", "rejected", "campaigns_processed",
     "advertisers_processed", "brands_added", "brands_updated", "error_rate", "duration_s", "run_id",

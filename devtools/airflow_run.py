@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from include.offer_sync.constants import DAG_ID
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DAG_ID = "trackier_offer_sync"
 
 
 def airflow_env(home: Path, *, trackier_conn: dict[str, Any] | str, offers_db_url: str,

@@ -58,8 +58,8 @@ import psycopg
 import requests
 
 from devtools.airflow_run import airflow_bin, airflow_env
+from include.offer_sync.constants import DAG_ID
 
-DAG_ID = "trackier_offer_sync"
 #: ``name -> role`` of the SimpleAuthManager users every instance has.
 USERS: dict[str, str] = {"admin": "admin", "op": "op", "viewer": "viewer"}
 COMPONENTS = ("scheduler", "dag-processor", "api-server")

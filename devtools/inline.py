@@ -9,22 +9,27 @@ from __future__ import annotations
 from typing import Any
 
 from include.offer_sync import tasks
+from include.offer_sync.constants import DAG_ID, DEFAULT_MAX_DEACTIVATE_RATE, DEFAULT_MAX_ERROR_RATE
 from include.offer_sync.settings import DatabaseSettings, TrackierSettings
 
+#: The Trigger form's defaults (the DAG's Params read the same constants).
 DEFAULT_PARAMS: dict[str, Any] = {
-    "dry_run": False, "max_error_rate": 0.05, "deactivate_missing": True, "max_deactivate_rate": 0.2,
-}  # fmt: skip
+    "dry_run": False,
+    "max_error_rate": DEFAULT_MAX_ERROR_RATE,
+    "deactivate_missing": True,
+    "max_deactivate_rate": DEFAULT_MAX_DEACTIVATE_RATE,
+}
 
 
 def run_sync(db: DatabaseSettings, api: TrackierSettings, run_id: str, **params: Any) -> dict[str, Any]:
     """Run start, plan, extract (every shard), check, merge and publish; return ``sync_result``."""
     p = {**DEFAULT_PARAMS, **params}
-    run = tasks.start_sync(db, run_id=run_id, dag_id="trackier_offer_sync", params=p)
+    run = tasks.start_sync(db, run_id=run_id, dag_id=DAG_ID, params=p)
     shards = [*tasks.plan_entity(api, "advertisers"), *tasks.plan_entity(api, "campaigns")]
-    summaries = [tasks.extract(db, api, run, shard) for shard in shards]
-    sweep = tasks.check(db, run, summaries, float(p["max_error_rate"]))
-    merged = tasks.merge(
+    summaries = [tasks.extract_shard(db, api, run, shard) for shard in shards]
+    sweep = tasks.check_sweep(db, run, summaries, float(p["max_error_rate"]))
+    merged = tasks.merge_catalogue(
         db, run, sweep, deactivate_missing=bool(p["deactivate_missing"]), dry_run=bool(p["dry_run"]),
         max_deactivate_rate=float(p["max_deactivate_rate"]),
     )  # fmt: skip
-    return tasks.finish(db, run, summaries, sweep, merged)
+    return tasks.publish_result(db, run, summaries, sweep, merged)

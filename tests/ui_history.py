@@ -62,8 +62,8 @@ def _record_alerts(db_url: str, result: Mapping[str, Any], environ: Mapping[str,
 def build_history(fake: Any, db_url: str, api_key: str, environ: Mapping[str, str]) -> History:
     """Four syncs of ``fake``'s catalogue into ``db_url`` (see the module docstring)."""
     from devtools.inline import run_sync
-    from include.offer_sync import tasks
     from include.offer_sync.errors import SweepRejectedError
+    from include.offer_sync.load.runs import record_failure
     from include.offer_sync.settings import DatabaseSettings, TrackierSettings
 
     db = DatabaseSettings(conninfo=db_url)
@@ -96,7 +96,7 @@ def build_history(fake: Any, db_url: str, api_key: str, environ: Mapping[str, st
         run_sync(db, api, runs[3])
         raise AssertionError("the fourth sync was meant to fail")
     except SweepRejectedError as exc:
-        failed = tasks.record_failure(db, runs[3], str(exc))
+        failed = record_failure(db, runs[3], str(exc))
         assert failed is not None
         assert failed["status"] == "failed"
         results.append(failed)

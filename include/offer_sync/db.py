@@ -19,6 +19,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from include.offer_sync.constants import DAG_ID
 from include.offer_sync.errors import (
     ConfigurationError,
     DatabaseCanceledError,
@@ -34,7 +35,8 @@ from include.offer_sync.settings import DatabaseSettings
 log = logging.getLogger(__name__)
 
 SQL_DIR = Path(__file__).with_name("sql")
-APPLICATION_NAME = "trackier_offer_sync"
+#: pg_stat_activity.application_name of the sync's sessions.
+APPLICATION_NAME = DAG_ID
 
 # Per-session settings of every connection the sync opens: setting -> (environment variable, default).
 # None as default leaves the server's (role's, database's) own value alone.

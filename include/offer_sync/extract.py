@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg
 
+from include.offer_sync.constants import DEFAULT_FETCH_THREADS
 from include.offer_sync.db import connect, query
 from include.offer_sync.errors import SyncError
 from include.offer_sync.load.runs import get_run, is_merged
@@ -112,7 +113,7 @@ def extract_shard(
     run_id: str,
     shard: dict[str, Any],
     *,
-    fetch_threads: int = 4,
+    fetch_threads: int = DEFAULT_FETCH_THREADS,
     try_number: int = 1,
 ) -> ShardSummary:
     """Fetch, validate and stage one shard; returns its summary.

@@ -1,4 +1,8 @@
-"""The body of each DAG task, callable without a scheduler (the DAG file only wires these).
+"""The body of each DAG task, named like the task and callable without a scheduler.
+
+The DAG file only wires these: ``start_sync``, ``plan_entity`` (both ``plan_*`` tasks), ``extract_shard``
+(both mapped ``extract_*`` tasks), ``check_sweep``, ``merge_catalogue``, ``publish_result``, and
+``claim_event``/``release_event_claim`` (``emit_offers_event`` and its failure callback).
 
 Every function takes explicit settings and returns a small JSON-serialisable dict: that is what
 travels through XCom. Records never do; they go from the API straight into staging tables.
@@ -13,13 +17,15 @@ from typing import Any, TypedDict
 from psycopg.types.json import Jsonb
 
 from include.offer_sync import db as dbmod
+from include.offer_sync import extract
+from include.offer_sync.constants import DEFAULT_MAX_DEACTIVATE_RATE
 from include.offer_sync.db import connect
-from include.offer_sync.extract import extract_shard, peak_rss_mb
+from include.offer_sync.extract import peak_rss_mb
+from include.offer_sync.load import sweep as sweep_checks
 from include.offer_sync.load.merge import merge_sweep
 from include.offer_sync.load.runs import (
     MERGE_FLAGS,
     build_result,
-    fail_run,
     get_run,
     is_finished,
     is_merged,
@@ -29,7 +35,7 @@ from include.offer_sync.load.runs import (
 )
 from include.offer_sync.load.schema import ensure_schema
 from include.offer_sync.load.staging import StagingTables, create_staging, drop_leftover_staging, drop_staging
-from include.offer_sync.load.sweep import check_sweep, pagination_verdicts
+from include.offer_sync.load.sweep import pagination_verdicts
 from include.offer_sync.settings import DatabaseSettings, TrackierSettings
 from include.offer_sync.trackier.http import TrackierClient
 from include.offer_sync.trackier.pagination import Entity
@@ -86,7 +92,7 @@ def start_sync(
 
 
 def plan_entity(api: TrackierSettings, entity: Entity) -> list[dict[str, Any]]:
-    """Probe page 1 of an entity and split its sweep into shards (see ``plan.py``)."""
+    """Probe page 1 of an entity and split its sweep into shards (``trackier/shards.py``)."""
     t0 = time.perf_counter()
     client = TrackierClient(api)
     probe = client.probe(entity)
@@ -101,7 +107,7 @@ def plan_entity(api: TrackierSettings, entity: Entity) -> list[dict[str, Any]]:
     return shards
 
 
-def extract(
+def extract_shard(
     db: DatabaseSettings,
     api: TrackierSettings,
     run: dict[str, Any],
@@ -117,7 +123,7 @@ def extract(
     s0 = dbmod.STATEMENTS.count
     with sweep_rate_limiter(db, run["run_id"], shard["requests_per_second"]) as limiter:
         client = TrackierClient(api, limiter=limiter)
-        summary = extract_shard(db, client, run["run_id"], shard, fetch_threads=api.fetch_threads,
+        summary = extract.extract_shard(db, client, run["run_id"], shard, fetch_threads=api.fetch_threads,
                                 try_number=try_number).as_dict()  # fmt: skip
     summary["db_statements"] = _statements_since(s0)
     return summary
@@ -128,7 +134,7 @@ def expected_totals(summaries: list[dict[str, Any]]) -> dict[str, int | None]:
     return {s["entity"]: s.get("expected_total") for s in summaries}
 
 
-def check(
+def check_sweep(
     db: DatabaseSettings, run: dict[str, Any], summaries: list[dict[str, Any]], max_error_rate: float
 ) -> dict[str, Any]:
     """Whole-sweep checks and the error-rate breaker (raises when it trips)."""
@@ -143,23 +149,23 @@ def check(
             log.info("run %s already merged; returning the sweep it recorded", run["run_id"])
             sweep = recorded_sweep(record)
         else:
-            sweep = check_sweep(conn, run["run_id"], summaries,
+            sweep = sweep_checks.check_sweep(conn, run["run_id"], summaries,
                                 expected_totals=expected_totals(summaries), max_error_rate=max_error_rate)  # fmt: skip
     sweep["metrics"] = {"wall_s": round(time.perf_counter() - t0, 3), "peak_rss_mb": round(peak_rss_mb(), 1),
                         "db_statements": _statements_since(s0)}  # fmt: skip
     return sweep
 
 
-def merge(
+def merge_catalogue(
     db: DatabaseSettings,
     run: dict[str, Any],
     sweep: dict[str, Any],
     *,
     deactivate_missing: bool,
     dry_run: bool,
-    max_deactivate_rate: float = 0.2,
+    max_deactivate_rate: float = DEFAULT_MAX_DEACTIVATE_RATE,
 ) -> dict[str, Any]:
-    """The atomic merge into brands/offers (see ``merge.py``)."""
+    """The atomic merge into brands/offers (``load/merge.py``)."""
     t0 = time.perf_counter()
     s0 = dbmod.STATEMENTS.count
     with connect(db) as conn:
@@ -207,7 +213,7 @@ def collect_metrics(
     }  # fmt: skip
 
 
-def finish(
+def publish_result(
     db: DatabaseSettings,
     run: dict[str, Any],
     summaries: list[dict[str, Any]],
@@ -300,14 +306,3 @@ def release_event_claim(run_id: str, try_number: int, db: DatabaseSettings | Non
         return False
 
 
-def record_failure(db: DatabaseSettings, run_id: str, error: str) -> dict[str, Any] | None:
-    """Mark a run failed from a failure callback; never raises (the callback must not mask the error)."""
-    try:
-        with connect(db) as conn, conn.transaction():
-            record = get_run(conn, run_id)
-            if record is None or record["status"] != "running":
-                return dict(record["result"]) if record and record["result"] else None
-            return fail_run(conn, run_id, error)
-    except Exception:
-        log.exception("could not record the failure of run %s", run_id)
-        return None

@@ -27,9 +27,11 @@ if dag is not None:
         schedule=str(dag.schedule), catchup=dag.catchup, max_active_runs=dag.max_active_runs,
         tags=sorted(dag.tags), owner=dag.owner, doc_md=bool(dag.doc_md), params=sorted(dag.params.keys()),
         fileloc=dag.fileloc, deadline=repr(getattr(dag, "deadline", None)),
+        param_defaults={k: dag.params[k] for k in dag.params.keys()},
         tasks={t.task_id: {"retries": t.retries, "pool": t.pool,
                            "mapped": "MappedOperator" in t.__class__.__name__,
                            "map_index_template": getattr(t, "map_index_template", None),
+                           "max_active_tis_per_dagrun": getattr(t, "max_active_tis_per_dagrun", None),
                            "retry_policy": type(getattr(t, "retry_policy", None)).__name__}
                for t in dag.tasks},
     )
@@ -109,7 +111,26 @@ def test_parsing_does_no_expensive_imports(parsed: dict) -> None:
 def test_dag_file_does_no_io_at_module_level() -> None:
     source = (REPO_ROOT / "dags" / "trackier_offer_sync.py").read_text()
     top_level = [line for line in source.splitlines() if line.startswith(("import ", "from "))]
-    # The one exception: the schedule is a parse-time setting, read by a module of stdlib + croniter.
-    allowed = {"from include.offer_sync.schedule import schedule_from_env"}
+    # The exceptions: the schedule is a parse-time setting, read by a module of stdlib + croniter; the
+    # names and defaults come from constants, which is standard library only.
+    allowed = {
+        "from include.offer_sync.schedule import schedule_from_env",
+        "from include.offer_sync.constants import (",
+    }
     imports = [line for line in top_level if "include.offer_sync" in line and line not in allowed]
     assert not imports, "package imports belong in tasks"
+
+
+def test_limits_and_defaults_are_the_constants(parsed: dict) -> None:
+    """The DAG takes its concurrency cap and its Trigger-form defaults from ``constants``, the one home
+    the in-process runner, the alert rules and the task bodies read too (no copy to drift)."""
+    from include.offer_sync import constants
+
+    for task_id in constants.EXTRACT_TASKS:
+        assert parsed["tasks"][task_id]["max_active_tis_per_dagrun"] == constants.API_TASKS_PER_ENTITY
+    assert set(constants.PLAN_TASKS) | set(constants.EXTRACT_TASKS) <= set(parsed["tasks"])
+    defaults = parsed["param_defaults"]
+    assert defaults["max_error_rate"] == constants.DEFAULT_MAX_ERROR_RATE
+    assert defaults["max_deactivate_rate"] == constants.DEFAULT_MAX_DEACTIVATE_RATE
+    assert defaults["pages_per_shard"] == constants.DEFAULT_PAGES_PER_SHARD
+    assert defaults["max_shards"] == constants.DEFAULT_MAX_SHARDS

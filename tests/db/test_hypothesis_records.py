@@ -185,9 +185,9 @@ def test_hypothesis_every_record_is_stored_exactly_or_rejected_with_a_reason(off
             client = PagesClient(entity, records, limit=3)
             summary = extract_shard(offers_db, client, run_id, _shard(entity, 3), fetch_threads=1).as_dict()  # type: ignore[arg-type]
             summaries.append({**summary, "db_statements": 0})
-        checked = tasks.check(offers_db, run, summaries, 1.0)
-        merged = tasks.merge(offers_db, run, checked, deactivate_missing=True, dry_run=False)
-        result = tasks.finish(offers_db, run, summaries, checked, merged)
+        checked = tasks.check_sweep(offers_db, run, summaries, 1.0)
+        merged = tasks.merge_catalogue(offers_db, run, checked, deactivate_missing=True, dry_run=False)
+        result = tasks.publish_result(offers_db, run, summaries, checked, merged)
 
         valid_adv, adv_rejects = validate_page(Advertiser, advertisers)
         valid_cmp, cmp_rejects = validate_page(Campaign, campaigns)

@@ -21,6 +21,7 @@ from include.offer_sync import tasks
 from include.offer_sync.alerts.rules import Thresholds, evaluate
 from include.offer_sync.errors import SweepRejectedError, SweepSupersededError
 from include.offer_sync.extract import StaleTryError, extract_shard
+from include.offer_sync.load import runs
 from include.offer_sync.settings import DatabaseSettings
 from include.offer_sync.trackier.http import TrackierClient
 from tests.db.test_recovery import (
@@ -118,7 +119,7 @@ def test_overlapping_runs_older_sweep_merging_after_newer_fails_and_writes_nothi
     from include.offer_sync.errors import FatalSyncError
 
     assert isinstance(error.value, FatalSyncError)
-    assert tasks.record_failure(db, "run-older", "merge_catalogue: SweepSupersededError")["error"] == message
+    assert runs.record_failure(db, "run-older", "merge_catalogue: SweepSupersededError")["error"] == message
 
 
 def test_overlapping_runs_queued_on_the_merge_lock_newer_first_the_older_one_still_sees_it(
@@ -165,7 +166,7 @@ def test_a_merge_retried_after_its_commit_keeps_every_flag_of_its_result(fake_tr
     run_sync(offers_db, api, "run-1")
     catalogue.remove_campaigns(count=60)  # the deactivation guard trips
     staged = stage(offers_db, api, "run-2")
-    merge = lambda: tasks.merge(offers_db, staged["run"], staged["sweep"], deactivate_missing=True,  # noqa: E731
+    merge = lambda: tasks.merge_catalogue(offers_db, staged["run"], staged["sweep"], deactivate_missing=True,  # noqa: E731
                                    dry_run=False)  # fmt: skip
     first = merge()
     assert (first["deactivation_blocked"], first["deactivation_skipped"]) == (True, True)
@@ -177,7 +178,7 @@ def test_a_merge_retried_after_its_commit_keeps_every_flag_of_its_result(fake_tr
                 "added", "updated", "unchanged", "deactivated", "complete_sweep", "failed_pages"):
         assert retried[key] == first[key], key
     assert any("deactivation guard: 60 of 90 active offers" in p for p in retried["problems"])
-    result = tasks.finish(offers_db, staged["run"], staged["summaries"], staged["sweep"], retried)
+    result = tasks.publish_result(offers_db, staged["run"], staged["summaries"], staged["sweep"], retried)
     assert result["status"] == "completed_with_errors"
     assert (result["deactivation_blocked"], result["deactivated"]) == (True, 0)
     assert sql("SELECT status FROM sync_runs WHERE run_id = 'run-2'") == [("completed_with_errors",)]
@@ -277,7 +278,7 @@ def test_two_tries_of_one_shard_loading_at_once_cannot_hide_an_offer(fake_tracki
     run = tasks.start_sync(offers_db, run_id="run-2", dag_id="trackier_offer_sync", params=dict(DEFAULT_PARAMS))
     [adv_shard] = tasks.plan_entity(api, "advertisers")
     [cmp_shard] = tasks.plan_entity(api, "campaigns")  # 5 pages: one shard
-    summaries = [tasks.extract(offers_db, api, run, adv_shard)]
+    summaries = [tasks.extract_shard(offers_db, api, run, adv_shard)]
 
     # Try 1 prepares the shard and starts its COPY, then hangs: Airflow declares it dead and starts try 2.
     gate, reached = threading.Event(), threading.Event()
@@ -285,10 +286,10 @@ def test_two_tries_of_one_shard_loading_at_once_cannot_hide_an_offer(fake_tracki
                                           cmp_shard, fetch_threads=1, try_number=1))  # fmt: skip
     zombie.start()
     assert reached.wait(30), zombie.error
-    summaries.append(tasks.extract(offers_db, api, run, cmp_shard, try_number=2))  # try 2 loads it all
+    summaries.append(tasks.extract_shard(offers_db, api, run, cmp_shard, try_number=2))  # try 2 loads it all
 
     # The check must wait for the zombie (it holds the staging lock) rather than race its COPY.
-    check = Worker(lambda: tasks.check(offers_db, run, summaries, 0.05))
+    check = Worker(lambda: tasks.check_sweep(offers_db, run, summaries, 0.05))
     check.start()
     wait_for(lambda: waiting_seals(sql), "the sweep check to wait for the zombie try")
     assert check.is_alive()
@@ -300,8 +301,8 @@ def test_two_tries_of_one_shard_loading_at_once_cannot_hide_an_offer(fake_tracki
     sweep = check.result
 
     assert (sweep["campaigns_processed"], sweep["duplicates"], sweep["complete_sweep"]) == (100, 0, True)
-    merged = tasks.merge(offers_db, run, sweep, deactivate_missing=True, dry_run=False)
-    result = tasks.finish(offers_db, run, summaries, sweep, merged)
+    merged = tasks.merge_catalogue(offers_db, run, sweep, deactivate_missing=True, dry_run=False)
+    result = tasks.publish_result(offers_db, run, summaries, sweep, merged)
     assert result["status"] == "completed"
     assert (result["updated"], result["unchanged"], result["duplicates"]) == (2, 98, 0)
     assert sql("SELECT title FROM offers WHERE trackier_id = %s", (str(ids[50]),)) == [
@@ -316,13 +317,13 @@ def test_an_earlier_try_that_wakes_up_after_a_newer_try_started_writes_nothing(
     api = trackier_settings(fake_trackier(Catalogue(2, 40, seed=23)), page_size=20)
     run = tasks.start_sync(offers_db, run_id="run-1", dag_id="trackier_offer_sync", params=dict(DEFAULT_PARAMS))
     [cmp_shard] = tasks.plan_entity(api, "campaigns")
-    tasks.extract(offers_db, api, run, cmp_shard, try_number=3)
+    tasks.extract_shard(offers_db, api, run, cmp_shard, try_number=3)
     staged = sql("SELECT count(*), min(try_number), max(try_number) FROM offer_sync_stg_"
                  + run["run_key"] + "_cmp")  # fmt: skip
     assert staged == [(40, 3, 3)]
 
     with pytest.raises(StaleTryError, match="try 2 of this shard stops: try 3 has already started"):
-        tasks.extract(offers_db, api, run, cmp_shard, try_number=2)
+        tasks.extract_shard(offers_db, api, run, cmp_shard, try_number=2)
 
     assert sql("SELECT count(*), min(try_number) FROM offer_sync_stg_" + run["run_key"] + "_cmp") == [(40, 3)]
 

@@ -296,7 +296,7 @@ def test_a_redirect_to_another_host_sends_the_key_nowhere_and_fails_the_run_at_o
     shard = {"entity": "campaigns", "index": 0, "style": "cursor", "first": None, "last": None, "limit": 10,
              "label": "campaigns: cursor stream", "expected_total": None, "requests_per_second": 0}  # fmt: skip
     with pytest.raises(TrackierRedirectError):
-        tasks.extract(offers_db, api, run, shard)
+        tasks.extract_shard(offers_db, api, run, shard)
     assert server.stats()["total"] == 1
     assert other.requests == []
     assert sql("SELECT count(*) FROM sync_page_errors") == [(0,)]

@@ -39,16 +39,16 @@ def stage(db: DatabaseSettings, api: Any, run_id: str, **params: Any) -> dict[st
     p = {**DEFAULT_PARAMS, **params}
     run = tasks.start_sync(db, run_id=run_id, dag_id=DAG_ID, params=p)
     shards = [*tasks.plan_entity(api, "advertisers"), *tasks.plan_entity(api, "campaigns")]
-    summaries = [tasks.extract(db, api, run, shard) for shard in shards]
-    sweep = tasks.check(db, run, summaries, float(p["max_error_rate"]))
+    summaries = [tasks.extract_shard(db, api, run, shard) for shard in shards]
+    sweep = tasks.check_sweep(db, run, summaries, float(p["max_error_rate"]))
     return {"run": run, "shards": shards, "summaries": summaries, "sweep": sweep, "params": p}
 
 
 def merge_and_finish(db: DatabaseSettings, staged: dict[str, Any]) -> dict[str, Any]:
     p = staged["params"]
-    merged = tasks.merge(db, staged["run"], staged["sweep"], deactivate_missing=p["deactivate_missing"],
+    merged = tasks.merge_catalogue(db, staged["run"], staged["sweep"], deactivate_missing=p["deactivate_missing"],
                             dry_run=p["dry_run"])  # fmt: skip
-    return tasks.finish(db, staged["run"], staged["summaries"], staged["sweep"], merged)
+    return tasks.publish_result(db, staged["run"], staged["summaries"], staged["sweep"], merged)
 
 
 def dump(sql: Callable[..., list[tuple[Any, ...]]], *tables: str) -> dict[str, list[tuple[Any, ...]]]:
@@ -189,7 +189,7 @@ def test_case_6_error_recovery_auth_errors_fail_at_once_without_leaking_the_key(
     shard = {"entity": "campaigns", "index": 0, "style": "cursor", "first": None, "last": None, "limit": 10,
              "label": "campaigns: cursor stream", "expected_total": None, "requests_per_second": 0}  # fmt: skip
     with pytest.raises(TrackierAuthError) as extract_error:
-        tasks.extract(offers_db, api, run, shard)
+        tasks.extract_shard(offers_db, api, run, shard)
     assert server.stats()["total"] == 1
     assert sql("SELECT count(*) FROM sync_page_errors") == [(0,)], "not a page failure: the whole run stops"
 
@@ -405,15 +405,15 @@ def test_case_6_error_recovery_rerunning_the_tasks_of_a_finished_run_changes_not
     # Each task alone, then all of them in DAG order (a clear with downstream tasks).
     run, shards, summaries, sweep = staged["run"], staged["shards"], staged["summaries"], staged["sweep"]
     p = staged["params"]
-    again = tasks.merge(offers_db, run, sweep, deactivate_missing=True, dry_run=False)
+    again = tasks.merge_catalogue(offers_db, run, sweep, deactivate_missing=True, dry_run=False)
     assert again["already_merged"] is True
     assert (again["added"], again["deactivated"]) == (3, 2), "a re-run merge reports the recorded counts"
     assert state() == final
-    assert tasks.finish(offers_db, run, summaries, sweep, again)["status"] == first["status"]
+    assert tasks.publish_result(offers_db, run, summaries, sweep, again)["status"] == first["status"]
     assert state() == final
-    tasks.check(offers_db, run, summaries, float(p["max_error_rate"]))
+    tasks.check_sweep(offers_db, run, summaries, float(p["max_error_rate"]))
     assert state() == final
-    tasks.extract(offers_db, api, run, shards[-1])
+    tasks.extract_shard(offers_db, api, run, shards[-1])
     assert state() == final
     rerun = stage(offers_db, api, "run-2", max_error_rate=0.5)
     result = merge_and_finish(offers_db, rerun)
@@ -431,19 +431,19 @@ def test_case_6_error_recovery_tasks_cleared_between_merge_and_publish_finish_th
     api = trackier_settings(server, page_size=20)
     staged = stage(offers_db, api, "run-1", max_error_rate=0.5)
     p = staged["params"]
-    merged = tasks.merge(offers_db, staged["run"], staged["sweep"], deactivate_missing=True, dry_run=False)
+    merged = tasks.merge_catalogue(offers_db, staged["run"], staged["sweep"], deactivate_missing=True, dry_run=False)
     assert sql("SELECT status, merged_at IS NOT NULL FROM sync_runs") == [("running", True)]
     page_errors_before = sql("SELECT * FROM sync_page_errors ORDER BY id")
     assert [(r[2], r[4], r[6]) for r in page_errors_before] == [("campaigns", 2, "failed_page")]
 
     server.configure(script=[])  # the API behaves now: a re-fetch would tell a different story
     server.reset_stats()
-    summaries = [tasks.extract(offers_db, api, staged["run"], shard) for shard in staged["shards"]]
+    summaries = [tasks.extract_shard(offers_db, api, staged["run"], shard) for shard in staged["shards"]]
     assert server.stats()["total"] == 0, "nothing is fetched for a run that already merged"
-    sweep = tasks.check(offers_db, staged["run"], summaries, float(p["max_error_rate"]))
+    sweep = tasks.check_sweep(offers_db, staged["run"], summaries, float(p["max_error_rate"]))
     for key in ("complete_sweep", "failed_pages", "rejected", "campaigns_processed", "problems"):
         assert sweep[key] == staged["sweep"][key], key
-    result = tasks.finish(offers_db, staged["run"], summaries, sweep, merged)
+    result = tasks.publish_result(offers_db, staged["run"], summaries, sweep, merged)
 
     assert result["status"] == "completed_with_errors"
     assert (result["complete_sweep"], result["failed_pages"]) == (False, 1)
@@ -522,4 +522,4 @@ def test_case_6_error_recovery_database_outage_is_a_clear_retryable_error(closed
     api = trackier_settings(server, page_size=5)
     shard = tasks.plan_entity(api, "campaigns")[0]
     with pytest.raises(DatabaseUnavailableError, match=f"127.0.0.1:{closed_port}"):
-        tasks.extract(db, api, {"run_id": "run-x"}, shard)
+        tasks.extract_shard(db, api, {"run_id": "run-x"}, shard)

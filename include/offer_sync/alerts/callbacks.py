@@ -125,7 +125,7 @@ def on_run_success(context: Mapping[str, Any]) -> None:
 def on_run_failure(context: Mapping[str, Any]) -> None:
     """DAG ``on_failure_callback``: mark the run failed, raise ``run_failed`` and what it measured."""
     from include.offer_sync.db import connect
-    from include.offer_sync.tasks import record_failure
+    from include.offer_sync.load.runs import record_failure
 
     run_id = str(context.get("run_id") or "")
     dag_id = _dag_id(context)
@@ -178,7 +178,7 @@ def _task_callback(context: Mapping[str, Any], *, final: bool) -> None:
         # The DAG's failure callback sees no exception; record the real one on the run now.
         db = _db_settings()
         if db is not None:
-            from include.offer_sync.tasks import record_failure
+            from include.offer_sync.load.runs import record_failure
 
             record_failure(db, run_id, f"{task}: {type(exc).__name__}: {str(exc)[:1000]}")
 

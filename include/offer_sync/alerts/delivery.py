@@ -21,13 +21,12 @@ from typing import Any
 from airflow.sdk import BaseNotifier
 
 from include.offer_sync.alerts.rules import Alert, format_alert
+from include.offer_sync.constants import EXTRA_NOTIFIERS_ENV, WEBHOOK_CONN_ID
 
 log = logging.getLogger(__name__)
 
-WEBHOOK_CONN_ID = "offer_sync_webhook"
-#: JSON list of extra Airflow notifiers: ``[{"class": "dotted.path.Notifier", "kwargs": {...}}]``.
-EXTRA_NOTIFIERS_ENV = "OFFER_SYNC_EXTRA_NOTIFIERS"
-
+# EXTRA_NOTIFIERS_ENV names a JSON list of extra Airflow notifiers:
+# ``[{"class": "dotted.path.Notifier", "kwargs": {...}}]``.
 #: Webhook POSTs: attempts and per-attempt timeout. A dead listener costs at most this much.
 WEBHOOK_ATTEMPTS = 3
 WEBHOOK_TIMEOUT_S = 10.0

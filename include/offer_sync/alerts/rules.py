@@ -29,9 +29,17 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+from include.offer_sync.constants import (
+    DAG_ID,
+    DEFAULT_DEADLINE_MINUTES,
+    DEFAULT_MAX_DURATION_S,
+    DEFAULT_MAX_ERROR_RATE,
+    DEFAULT_MAX_TASK_RSS_MB,
+    THRESHOLD_ENV,
+)
+
 log = logging.getLogger(__name__)
 
-DAG_ID = "trackier_offer_sync"
 
 #: The run conf key holding per-run threshold overrides.
 CONF_KEY = "alert_thresholds"
@@ -44,13 +52,6 @@ RUN_FAILED = "run_failed"
 DEADLINE = "deadline"
 RULES: tuple[str, ...] = (DURATION, ERROR_RATE, TASK_MEMORY, DB_CONNECTION, RUN_FAILED, DEADLINE)
 
-#: Threshold field -> environment variable (names documented in .env.example and docs/deployment.md).
-ENV_VARS: dict[str, str] = {
-    "max_duration_s": "OFFER_SYNC_MAX_DURATION_S",
-    "max_error_rate": "OFFER_SYNC_MAX_ERROR_RATE",
-    "max_task_rss_mb": "OFFER_SYNC_MAX_TASK_RSS_MB",
-    "deadline_minutes": "OFFER_SYNC_DEADLINE_MINUTES",
-}
 
 
 def _number(raw: Any, source: str) -> float:
@@ -69,10 +70,10 @@ def _number(raw: Any, source: str) -> float:
 class Thresholds:
     """The limits the rules compare against (``measured > threshold`` fires)."""
 
-    max_duration_s: float = 600.0
-    max_error_rate: float = 0.05
-    max_task_rss_mb: float = 1024.0
-    deadline_minutes: float = 10.0
+    max_duration_s: float = DEFAULT_MAX_DURATION_S
+    max_error_rate: float = DEFAULT_MAX_ERROR_RATE
+    max_task_rss_mb: float = DEFAULT_MAX_TASK_RSS_MB
+    deadline_minutes: float = DEFAULT_DEADLINE_MINUTES
 
     @classmethod
     def from_env(
@@ -81,12 +82,12 @@ class Thresholds:
         """Defaults, then the ``OFFER_SYNC_*`` variables, then this run's ``alert_thresholds``."""
         environ = os.environ if environ is None else environ
         values: dict[str, float] = {}
-        for name, var in ENV_VARS.items():
+        for name, var in THRESHOLD_ENV.items():
             raw = environ.get(var)
             if raw is not None and str(raw).strip() != "":
                 values[name] = _number(raw, var)
         for name, raw in (overrides or {}).items():
-            if name not in ENV_VARS:
+            if name not in THRESHOLD_ENV:
                 log.warning("ignoring unknown alert threshold %r in the run's %s", name, CONF_KEY)
                 continue
             values[name] = _number(raw, f"{CONF_KEY}.{name}")

@@ -34,6 +34,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from include.offer_sync.constants import DEFAULT_MAX_DEACTIVATE_RATE
 from include.offer_sync.db import query
 from include.offer_sync.errors import SweepSupersededError
 from include.offer_sync.load.runs import MERGE_FLAGS, build_result, fail_run, get_run, is_merged
@@ -63,7 +64,7 @@ def merge_sweep(
     sweep: dict[str, Any],
     *,
     deactivate_missing: bool = True,
-    max_deactivate_rate: float = 0.2,
+    max_deactivate_rate: float = DEFAULT_MAX_DEACTIVATE_RATE,
     dry_run: bool = False,
     metrics: dict[str, Any] | None = None,
 ) -> dict[str, Any]:

@@ -7,12 +7,14 @@ names are fixed; extra keys (reactivated, duplicates, metrics ...) may be added,
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Literal
 
 import psycopg
 from psycopg.types.json import Jsonb
 
-from include.offer_sync.db import query
+from include.offer_sync.db import connect, query
+from include.offer_sync.settings import DatabaseSettings
 
 Status = Literal["completed", "completed_with_errors", "failed"]
 
@@ -27,6 +29,8 @@ COUNT_KEYS: tuple[str, ...] = (
 )  # fmt: skip
 #: The merge's verdicts, carried from the merge to the final result (and kept by a retried merge).
 MERGE_FLAGS: tuple[str, ...] = ("deactivation_skipped", "deactivation_blocked", "brands_deactivation_blocked")
+
+log = logging.getLogger(__name__)
 
 
 def build_result(
@@ -132,3 +136,16 @@ def recorded_sweep(record: dict[str, Any]) -> dict[str, Any]:
         already_merged=True,
     )
     return sweep
+
+
+def record_failure(db: DatabaseSettings, run_id: str, error: str) -> dict[str, Any] | None:
+    """Mark a run failed from a failure callback; never raises (the callback must not mask the error)."""
+    try:
+        with connect(db) as conn, conn.transaction():
+            record = get_run(conn, run_id)
+            if record is None or record["status"] != "running":
+                return dict(record["result"]) if record and record["result"] else None
+            return fail_run(conn, run_id, error)
+    except Exception:
+        log.exception("could not record the failure of run %s", run_id)
+        return None

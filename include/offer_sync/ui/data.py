@@ -29,13 +29,13 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from include.offer_sync.constants import DAG_ID, EXTRACT_TASKS, PLAN_TASKS
 from include.offer_sync.db import load_sql
 from include.offer_sync.load.staging import StagingTables
 from include.offer_sync.settings import OFFERS_DB_CONN_ID, DatabaseSettings
 
 log = logging.getLogger(__name__)
 
-DAG_ID = "trackier_offer_sync"
 RUN_LIMIT = 15
 REJECT_LIMIT = 25
 ALERT_LIMIT = 15
@@ -46,14 +46,12 @@ STATEMENT_TIMEOUT_MS = 5000
 #: The DAG's steps in order, as the page shows them: (key, title, task ids).
 STEPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("start", "Start", ("start_sync",)),
-    ("plan", "Plan", ("plan_advertisers", "plan_campaigns")),
-    ("extract", "Fetch & stage", ("extract_advertisers", "extract_campaigns")),
+    ("plan", "Plan", tuple(PLAN_TASKS)),
+    ("extract", "Fetch & stage", tuple(EXTRACT_TASKS)),
     ("check", "Check", ("check_sweep",)),
     ("merge", "Merge", ("merge_catalogue",)),
     ("publish", "Publish", ("publish_result", "emit_offers_event")),
 )
-PLAN_TASKS = {"plan_advertisers": "advertisers", "plan_campaigns": "campaigns"}
-EXTRACT_TASKS = {"extract_advertisers": "advertisers", "extract_campaigns": "campaigns"}
 DONE_STATES = frozenset({"success", "skipped"})
 FAILED_STATES = frozenset({"failed", "upstream_failed"})
 ACTIVE_STATES = frozenset({"running", "deferred", "up_for_retry", "up_for_reschedule", "restarting"})

@@ -21,16 +21,16 @@ import pendulum
 from airflow.sdk import Asset, dag, task
 
 from include.offer_sync.constants import OFFERS_ASSET_NAME, OFFERS_ASSET_URI
+from include.offer_sync.contracts import RESULT_KEYS
 
 log = logging.getLogger(__name__)
 
 #: The same name and URI as the sync DAG's outlet: that is the link (a copy in another repository must
 #: spell them exactly so: "offers", "trackier-offer-sync://offers").
 OFFERS_ASSET = Asset(name=OFFERS_ASSET_NAME, uri=OFFERS_ASSET_URI)
-COUNT_KEYS = (
-    "status", "added", "updated", "unchanged", "deactivated", "rejected", "campaigns_processed",
-    "advertisers_processed", "brands_added", "brands_updated", "error_rate", "duration_s", "run_id",
-)  # fmt: skip
+#: The keys read from the event's extra: the result contract (README "The result contract"). A copy of
+#: this example in another repository spells them out: ``include/offer_sync/contracts.py`` lists them.
+COUNT_KEYS = RESULT_KEYS
 
 
 @dag(

@@ -19,6 +19,15 @@ from psycopg.types.json import Jsonb
 from include.offer_sync import db as dbmod
 from include.offer_sync import extract
 from include.offer_sync.constants import DEFAULT_MAX_DEACTIVATE_RATE
+from include.offer_sync.contracts import (
+    MergeResult,
+    RunHandle,
+    RunMetrics,
+    Shard,
+    ShardSummary,
+    Sweep,
+    SyncResult,
+)
 from include.offer_sync.db import connect
 from include.offer_sync.extract import peak_rss_mb
 from include.offer_sync.load import sweep as sweep_checks
@@ -55,7 +64,7 @@ def start_sync(
     run_id: str,
     dag_id: str,
     params: dict[str, Any],
-) -> dict[str, Any]:
+) -> RunHandle:
     """Create the schema if needed, drop stale staging, create this run's staging, open the run record.
 
     A run that already merged (this task cleared and run again) is left exactly as it is: its
@@ -91,7 +100,7 @@ def start_sync(
     }  # fmt: skip
 
 
-def plan_entity(api: TrackierSettings, entity: Entity) -> list[dict[str, Any]]:
+def plan_entity(api: TrackierSettings, entity: Entity) -> list[Shard]:
     """Probe page 1 of an entity and split its sweep into shards (``trackier/shards.py``)."""
     t0 = time.perf_counter()
     client = TrackierClient(api)
@@ -110,11 +119,11 @@ def plan_entity(api: TrackierSettings, entity: Entity) -> list[dict[str, Any]]:
 def extract_shard(
     db: DatabaseSettings,
     api: TrackierSettings,
-    run: dict[str, Any],
-    shard: dict[str, Any],
+    run: RunHandle,
+    shard: Shard,
     *,
     try_number: int = 1,
-) -> dict[str, Any]:
+) -> ShardSummary:
     """Fetch, validate and stage one shard (a mapped task instance).
 
     ``try_number`` is the Airflow try of the task instance (1 in-process): the staged rows carry
@@ -129,14 +138,14 @@ def extract_shard(
     return summary
 
 
-def expected_totals(summaries: list[dict[str, Any]]) -> dict[str, int | None]:
+def expected_totals(summaries: list[ShardSummary]) -> dict[str, int | None]:
     """The record totals the API promised on page 1, per entity (None when it gave none)."""
     return {s["entity"]: s.get("expected_total") for s in summaries}
 
 
 def check_sweep(
-    db: DatabaseSettings, run: dict[str, Any], summaries: list[dict[str, Any]], max_error_rate: float
-) -> dict[str, Any]:
+    db: DatabaseSettings, run: RunHandle, summaries: list[ShardSummary], max_error_rate: float
+) -> Sweep:
     """Whole-sweep checks and the error-rate breaker (raises when it trips)."""
     t0 = time.perf_counter()
     s0 = dbmod.STATEMENTS.count
@@ -158,13 +167,13 @@ def check_sweep(
 
 def merge_catalogue(
     db: DatabaseSettings,
-    run: dict[str, Any],
-    sweep: dict[str, Any],
+    run: RunHandle,
+    sweep: Sweep,
     *,
     deactivate_missing: bool,
     dry_run: bool,
     max_deactivate_rate: float = DEFAULT_MAX_DEACTIVATE_RATE,
-) -> dict[str, Any]:
+) -> MergeResult:
     """The atomic merge into brands/offers (``load/merge.py``)."""
     t0 = time.perf_counter()
     s0 = dbmod.STATEMENTS.count
@@ -177,8 +186,8 @@ def merge_catalogue(
 
 
 def collect_metrics(
-    run: dict[str, Any], summaries: list[dict[str, Any]], sweep: dict[str, Any], merged: dict[str, Any]
-) -> dict[str, Any]:
+    run: RunHandle, summaries: list[ShardSummary], sweep: Sweep, merged: MergeResult
+) -> RunMetrics:
     """Measured figures of the whole run, per phase and per task, for sync_runs and the event."""
     extract_tasks = [
         {"task": s["label"], "wall_s": s["wall_s"], "peak_rss_mb": s["peak_rss_mb"]} for s in summaries
@@ -215,11 +224,11 @@ def collect_metrics(
 
 def publish_result(
     db: DatabaseSettings,
-    run: dict[str, Any],
-    summaries: list[dict[str, Any]],
-    sweep: dict[str, Any],
-    merged: dict[str, Any],
-) -> dict[str, Any]:
+    run: RunHandle,
+    summaries: list[ShardSummary],
+    sweep: Sweep,
+    merged: MergeResult,
+) -> SyncResult:
     """Close the run: final status, duration, metrics; drop staging; return ``sync_result``."""
     run_id = run["run_id"]
     metrics = collect_metrics(run, summaries, sweep, merged)
@@ -260,7 +269,7 @@ def publish_result(
 class EventClaim(TypedDict):
     """What ``claim_event`` found: the ``sync_result`` to emit, or why there is nothing to emit."""
 
-    result: dict[str, Any] | None
+    result: SyncResult | None
     reason: str
 
 

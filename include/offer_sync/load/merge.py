@@ -35,6 +35,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from include.offer_sync.constants import DEFAULT_MAX_DEACTIVATE_RATE
+from include.offer_sync.contracts import RECORD_KEYS, SWEEP_KEYS_IN_COUNTS
 from include.offer_sync.db import query
 from include.offer_sync.errors import SweepSupersededError
 from include.offer_sync.load.runs import MERGE_FLAGS, build_result, fail_run, get_run, is_merged
@@ -132,8 +133,7 @@ def merge_sweep(
                 t3 = time.perf_counter()
                 timings.update(brands_s=t1 - t0, offers_s=t2 - t1, deactivate_s=t3 - t2)
                 counts = {
-                    **{k: sweep[k] for k in ("advertisers_processed", "campaigns_processed", "rejected",
-                                             "duplicates", "error_rate", "complete_sweep", "failed_pages")},
+                    **{k: sweep[k] for k in SWEEP_KEYS_IN_COUNTS},
                     "added": added, "updated": updated, "reactivated": reactivated,
                     "unchanged": seen - added - updated - reactivated, "deactivated": deactivated,
                     "brands_added": brands_added, "brands_updated": brands_updated,
@@ -212,12 +212,7 @@ def _record_merge(
     """Write the merge's counts to the run's row (inside the merge's transaction, unless a dry run)."""
     conn.execute(
         query("runs_record_merge"),
-        {"run_id": run_id, **{k: result[k] for k in result if k in _RECORD_KEYS},
+        {"run_id": run_id, **{k: result[k] for k in result if k in RECORD_KEYS},
          "complete_sweep": complete_sweep, "dry_run": dry_run, "result": Jsonb(result), "metrics": Jsonb(metrics)},
     )  # fmt: skip
 
-
-_RECORD_KEYS = {
-    "added", "updated", "unchanged", "deactivated", "reactivated", "rejected", "duplicates",
-    "campaigns_processed", "advertisers_processed", "brands_added", "brands_updated", "error_rate",
-}  # fmt: skip

@@ -8,27 +8,19 @@ names are fixed; extra keys (reactivated, duplicates, metrics ...) may be added,
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal
+from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 
+from include.offer_sync.contracts import COUNT_KEYS, MERGE_FLAGS, RECORDED_SWEEP_COUNTS, RESULT_KEYS, Status
 from include.offer_sync.db import connect, query
 from include.offer_sync.settings import DatabaseSettings
 
-Status = Literal["completed", "completed_with_errors", "failed"]
-
-RESULT_KEYS: tuple[str, ...] = (
-    "status", "added", "updated", "unchanged", "deactivated", "rejected", "campaigns_processed",
-    "advertisers_processed", "brands_added", "brands_updated", "error_rate", "duration_s", "run_id",
-)  # fmt: skip
-COUNT_KEYS: tuple[str, ...] = (
-    "added", "updated", "unchanged", "deactivated", "reactivated", "rejected", "duplicates",
-    "campaigns_processed", "advertisers_processed", "brands_added", "brands_updated",
-    "brands_deactivated", "brands_reactivated",
-)  # fmt: skip
-#: The merge's verdicts, carried from the merge to the final result (and kept by a retried merge).
-MERGE_FLAGS: tuple[str, ...] = ("deactivation_skipped", "deactivation_blocked", "brands_deactivation_blocked")
+# The key lists are derived from the TypedDicts in contracts.py (one home): RESULT_KEYS is the
+# operators' contract, COUNT_KEYS the integer counts in sync_result order, MERGE_FLAGS the merge's
+# verdicts carried to the final result (and kept by a retried merge).
+__all__ = ["COUNT_KEYS", "MERGE_FLAGS", "RESULT_KEYS", "Status"]
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +119,7 @@ def recorded_sweep(record: dict[str, Any]) -> dict[str, Any]:
     result = dict(record.get("result") or {})
     sweep: dict[str, Any] = {
         k: int(result.get(k) or 0)
-        for k in ("advertisers_processed", "campaigns_processed", "rejected", "duplicates", "failed_pages")
+        for k in RECORDED_SWEEP_COUNTS
     }
     sweep.update(
         complete_sweep=bool(result.get("complete_sweep")),

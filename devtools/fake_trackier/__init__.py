@@ -9,6 +9,6 @@
 
 from devtools.fake_trackier.catalogue import Catalogue
 from devtools.fake_trackier.faults import FAULT_KINDS, INVALID_KINDS, Knobs
-from devtools.fake_trackier.server import FakeTrackier, ServerState
+from devtools.fake_trackier.server import FakeTrackier
 
-__all__ = ["FAULT_KINDS", "INVALID_KINDS", "Catalogue", "FakeTrackier", "Knobs", "ServerState"]
+__all__ = ["FAULT_KINDS", "INVALID_KINDS", "Catalogue", "FakeTrackier", "Knobs"]

@@ -458,15 +458,6 @@ class Catalogue:
         key = self.campaign_key_for_id(campaign_id)
         return None if key is None else self.campaign(key)
 
-    def get_advertiser(self, advertiser_id: Any) -> dict[str, Any] | None:
-        for key in self.advertiser_keys():
-            rec = self.advertiser(key)
-            if not isinstance(rec, dict):
-                continue
-            if _same_id(rec.get("id"), advertiser_id) or rec.get("_id") == advertiser_id:
-                return rec
-        return None
-
     # ------------------------------------------------------------------ rendering
 
     def campaign(self, key: int) -> Any:

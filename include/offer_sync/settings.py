@@ -10,7 +10,6 @@ a log line, an exception or an XCom.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -190,11 +189,6 @@ class DatabaseSettings:
                 f"connection {conn_id!r} is not defined; set AIRFLOW_CONN_{conn_id.upper()}"
             ) from exc
         return cls.from_connection(conn)
-
-    @classmethod
-    def from_env(cls) -> DatabaseSettings | None:
-        url = os.environ.get("OFFER_SYNC_DB_URL")
-        return cls(conninfo=url) if url else None
 
 
 def _postgres_hook_connect_args(conn: Any) -> dict[str, Any]:

@@ -67,7 +67,6 @@ def merge_sweep(
     deactivate_missing: bool = True,
     max_deactivate_rate: float = DEFAULT_MAX_DEACTIVATE_RATE,
     dry_run: bool = False,
-    metrics: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Merge the run's staged sweep; returns the counts (``added``, ``updated`` ...).
 
@@ -144,7 +143,7 @@ def merge_sweep(
                     "brands_deactivation_blocked": brands_blocked,
                     "problems": problems,
                 }  # fmt: skip
-                merge_metrics = {**(metrics or {}), "merge": {k: round(v, 3) for k, v in timings.items()}}
+                merge_metrics = {"merge": {k: round(v, 3) for k, v in timings.items()}}
                 # The sweep's verdict and the merge's flags go with the counts: a retried merge task
                 # and a check_sweep cleared after the merge read them back from here.
                 provisional = build_result(

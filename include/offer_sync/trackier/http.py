@@ -37,9 +37,8 @@ import logging
 import random
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -48,7 +47,6 @@ import orjson
 import requests
 
 from include.offer_sync.errors import (
-    PaginationError,
     TrackierAuthError,
     TrackierRedirectError,
     TrackierResponseError,
@@ -94,15 +92,6 @@ class RequestStats:
     requests: int = 0
     retries: int = 0
     wait_s: float = 0.0
-    by_status: Counter[str] = field(default_factory=Counter)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "requests": self.requests,
-            "retries": self.retries,
-            "retry_wait_s": round(self.wait_s, 3),
-            "by_status": dict(self.by_status),
-        }
 
 
 class RateLimiter:
@@ -236,16 +225,13 @@ class TrackierClient:
                 allow_redirects=False,
             )  # fmt: skip
         except requests.Timeout as exc:
-            self._count("timeout")
             raise TrackierTransientError(f"timed out after {s.read_timeout_s}s") from exc
         except requests.ConnectionError as exc:
-            self._count("connection_error")
             raise TrackierTransientError(f"connection failed: {_first_line(exc)}") from exc
         except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as exc:
             # The connection dropped while the body was streaming (fewer bytes than Content-Length,
             # a broken chunk or gzip stream). Not a ConnectionError in requests' hierarchy, but the
             # same thing to us: a new request will most likely get the whole page.
-            self._count("broken_body")
             raise TrackierTransientError(f"the response body was cut off: {_first_line(exc)}") from exc
 
     def _follow(self, path: str, params: Any) -> requests.Response:
@@ -259,7 +245,6 @@ class TrackierClient:
         for _ in range(MAX_REDIRECTS):
             if not resp.is_redirect:
                 return resp
-            self._count(str(resp.status_code))
             target = urljoin(resp.url, resp.headers["Location"])
             resp.close()
             if _origin(target) != _origin(base):
@@ -272,14 +257,12 @@ class TrackierClient:
                     urlsplit(target).path)  # fmt: skip
             resp = self._send(target, None)  # the target URL carries the query string already
         if resp.is_redirect:
-            self._count(str(resp.status_code))
             resp.close()
             raise TrackierResponseError(f"GET {path}: more than {MAX_REDIRECTS} redirects within {_origin(base)}")
         return resp
 
     def _get_once(self, path: str, params: Any) -> dict[str, Any]:
         resp = self._follow(path, params)
-        self._count(str(resp.status_code))
         body = _parse_json(resp)
         code = _error_code(body)
         status = resp.status_code
@@ -314,10 +297,6 @@ class TrackierClient:
                 f"HTTP 200 with success:false (code {code}: {_error_message(body) or 'no message'})"
             )
         return body
-
-    def _count(self, key: str) -> None:
-        with self._stats_lock:
-            self.stats.by_status[key] += 1
 
     # --- pages -----------------------------------------------------------------------------
 
@@ -455,7 +434,7 @@ class TrackierClient:
                 return self.fetch_page(entity, page=n, limit=limit)
             except TrackierAuthError:
                 raise
-            except (TrackierTransientError, TrackierResponseError, PaginationError) as exc:
+            except (TrackierTransientError, TrackierResponseError) as exc:
                 return PageFailure(entity, n, None, str(exc), self.settings.max_retries + 1)
 
         if last is None:

@@ -4,7 +4,7 @@
 another in one process. A deployment runs the mapped extract tasks in parallel, each in its own
 process. This script measures that on the same catalogue: a private PostgreSQL for the offers
 (bench.cluster), the fake Trackier as its own process, and api-server + scheduler + dag-processor
-started by ``tests/airflow_server.running_airflow`` (LocalExecutor, parallelism 4, metadata on the
+started by ``running_airflow`` of ``devtools/airflow_server.py`` (LocalExecutor, parallelism 4, metadata on the
 PostgreSQL given by ``--pg-admin-url``).
 
     python -m bench.local_executor --sizes 100k,1m

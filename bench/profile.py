@@ -36,7 +36,7 @@ CATEGORIES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("fetch: HTTP (requests/urllib3/socket)", re.compile(r"requests/|urllib3/|http/client|socket\.py|ssl\.py")),
     ("merge (merge.py, waiting on PostgreSQL)", re.compile(r"include/offer_sync/load/merge\.py")),
     ("sweep check (sweep.py)", re.compile(r"include/offer_sync/load/sweep\.py")),
-    ("other offer_sync code (runs, schema, db, pipeline)", re.compile(r"include/offer_sync/|dags/trackier")),
+    ("other offer_sync code (runs, schema, db, tasks)", re.compile(r"include/offer_sync/|dags/trackier")),
     ("Python imports (module loading)", re.compile(r"<frozen importlib|_find_and_load")),
     ("Airflow / SQLAlchemy / other", re.compile(r".")),
 )

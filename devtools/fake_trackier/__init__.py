@@ -2,7 +2,8 @@
 
 - ``Catalogue``: deterministic advertisers/campaigns rendered lazily from ``(seed, index)``, plus
   small mutation deltas (payout changes, removals, additions, field overrides); or a fixture file
-  in the spec's simplified shape, served as given.
+  in the original test specification's simplified shape, served as given
+  (``docs/trackier-api.md#the-original-test-specifications-fixture-shape``).
 - ``FakeTrackier``: the HTTP server on a daemon thread, with fault knobs (``faults.Knobs``).
 - ``python -m devtools.fake_trackier --help``: the same as a standalone process.
 """

@@ -1,6 +1,6 @@
 """An HTTP fake of Trackier's v2 admin API, with deterministic fault injection.
 
-It speaks the shapes in ``shared/TRACKIER_API.md``: ``X-Api-Key`` auth, ``{"success": ...}``
+It speaks the shapes in ``docs/trackier-api.md``: ``X-Api-Key`` auth, ``{"success": ...}``
 envelopes, both pagination styles (numbered ``page``/``limit`` with totals, and opaque
 ``pageToken`` keyset cursors), and the app error codes. Faults are knobs (see ``faults.Knobs``)
 so the client's retry, validation and pagination guards can each be provoked on demand.

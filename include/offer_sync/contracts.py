@@ -324,5 +324,5 @@ RECORDED_SWEEP_COUNTS: tuple[str, ...] = tuple(
 SWEEP_KEYS_IN_COUNTS: tuple[str, ...] = tuple(
     k for k in RecordedSweep.__annotations__ if k in RecordedSweep.__required_keys__ and k != "problems"
 )
-#: the operators' contract (README), checked by the spec-case tests (was runs.RESULT_KEYS)
+#: the operators' contract (README "The result contract"), checked by tests/airflow/test_spec_cases.py
 RESULT_KEYS: tuple[str, ...] = tuple(SyncResultContract.__annotations__)

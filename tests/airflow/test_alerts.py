@@ -1,4 +1,4 @@
-"""Alerting (issue 4): the spec's Alerting Rules, the notifier's channels, the deadline alert.
+"""Alerting (issue 4): the test specification's Alerting Rules, the notifier's channels, the deadline alert.
 
 Every rule is shown firing when its threshold is crossed and staying silent when it is not, through
 real ``airflow dags test`` runs against the fake Trackier (its latency and fault knobs) and a fresh

@@ -15,7 +15,7 @@ database, one sync run per example. Nothing may crash, and afterwards:
 
 The pages reach ``extract_shard`` through a stand-in for the HTTP client: JSON over HTTP cannot
 carry some of these values (the fake server's encoder refuses lone surrogates), and what the
-client does with bytes on the wire is covered by ``test_reliability_recovery.py``.
+client does with bytes on the wire is covered by ``tests/db/test_recovery.py``.
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def payload(draw: st.DrawFn) -> tuple[list[Any], list[Any]]:
     campaign = spoiled(st.fixed_dictionaries({"id": ids, "title": safe_text, "advertiserId": adv_ref},
                                              optional=cmp_fields),
                        ["id", "title", "advertiserId", "payouts.0", *cmp_fields])  # fmt: skip
-    simplified = spoiled(  # the spec fixture's shape
+    simplified = spoiled(  # the test specification's fixture shape
         st.fixed_dictionaries({"id": ids, "name": safe_text, "advertiser_id": adv_ref},
                               optional={"payout": st.fixed_dictionaries({"amount": amounts, "currency": currencies}),
                                         "category": safe_short}),

@@ -2,7 +2,7 @@
 
 These run the task bodies in-process (``devtools.inline``) against the fake Trackier and
 a fresh PostgreSQL, so each sync takes a fraction of a second; the same path through Airflow is
-covered by ``test_spec_cases_airflow.py``.
+covered by ``tests/airflow/test_spec_cases.py``.
 """
 
 from __future__ import annotations

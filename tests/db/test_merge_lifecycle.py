@@ -2,7 +2,7 @@
 
 Every test calls the real task bodies of ``include.offer_sync.tasks`` (what the DAG's tasks
 call) in DAG order, against the fake Trackier over real HTTP and a fresh PostgreSQL database. What
-only Airflow decides (outlet events, skipped tasks, webhooks) is in ``test_emit_event_airflow.py``.
+only Airflow decides (outlet events, skipped tasks, webhooks) is in ``tests/airflow/test_emit_event.py``.
 """
 
 from __future__ import annotations

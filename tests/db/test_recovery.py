@@ -3,7 +3,7 @@
 Every test drives the real ``TrackierClient`` over HTTP against the fake Trackier and writes to a
 fresh PostgreSQL database, calling the task bodies of ``include.offer_sync.tasks`` in DAG order
 (no scheduler: a run costs well under a second). What Airflow itself decides (retry policies,
-task retries) is covered by ``test_reliability_airflow.py``.
+task retries) is covered by ``tests/airflow/test_retries.py``.
 """
 
 from __future__ import annotations

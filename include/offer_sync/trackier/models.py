@@ -167,7 +167,7 @@ class Campaign(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _normalize_input(cls, data: Any) -> Any:
-        """Map the spec's fixture shape (``name``, ``advertiser_id``, ``payout{}``) onto the v2 names
+        """Map the test specification's fixture shape (``name``, ``advertiser_id``, ``payout{}``) onto the v2 names
         and turn integer ids into strings."""
         if not isinstance(data, dict):
             raise ValueError(f"a campaign must be a JSON object, got {_json_type(data)}")

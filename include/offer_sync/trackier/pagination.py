@@ -1,7 +1,9 @@
-"""Pagination of Trackier's list endpoints: what a page, a failed page and an anomaly are.
+"""Pagination of Trackier's list endpoints: what a page, a failed page, an anomaly, a probe of
+page 1 and a pagination verdict are (``docs/trackier-api.md#pagination-the-least-certain-part``).
 
-Step M1 of the refactor plan carries the walkers (probe, page ranges, cursors) here from
-``http.py``, so that the HTTP client knows nothing of pages.
+The walkers that produce them (the probe, page ranges, cursors, the fallback from ``auto``) are
+methods of ``TrackierClient`` in ``http.py``: they share its retry and rate-limit state. These
+types are what the rest of the package sees of pagination (``extract``, ``shards``, ``load.sweep``).
 """
 
 from __future__ import annotations

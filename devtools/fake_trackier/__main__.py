@@ -34,7 +34,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="expected X-Api-Key (default: $FAKE_TRACKIER_API_KEY or demo-key)",
     )
     p.add_argument("--pagination", choices=PAGINATION_MODES, default="both")
-    p.add_argument("--fixture", type=Path, help="serve this JSON file (the test specification's simplified shape, docs/trackier-api.md) as given")
+    p.add_argument("--fixture", type=Path, help="serve this JSON file as given (the test specification's shape)")
     p.add_argument("--port-file", type=Path, help="write the bound port here once listening")
     p.add_argument("--config", default=None, help="fault knobs as a JSON object, or @path to a JSON file")
     p.add_argument("--verbose", action="store_true", help="log one line per request to stderr")

@@ -302,7 +302,8 @@ class Catalogue:
 
     @classmethod
     def from_fixture(cls, source: str | Path | Mapping[str, Any], seed: int = 42) -> Catalogue:
-        """Serve a file (or dict) in the test specification's simplified shape (``docs/trackier-api.md``), records as given, in file order."""
+        """Serve a file (or dict) in the test specification's shape
+        (``docs/trackier-api.md``), records as given, in file order."""
         data = dict(source) if isinstance(source, Mapping) else orjson.loads(Path(source).read_bytes())
         if not isinstance(data, dict):
             raise TypeError("a fixture is a JSON object with 'advertisers' and 'campaigns' lists")

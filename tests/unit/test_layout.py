@@ -25,7 +25,8 @@ HARNESS = ("devtools", "tests", "bench")
 
 
 def _tracked(*patterns: str) -> list[Path]:
-    out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", *patterns], cwd=ROOT, capture_output=True, text=True, check=True)
+    command = ["git", "ls-files", "-co", "--exclude-standard", *patterns]
+    out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
     return [ROOT / line for line in out.stdout.splitlines() if (ROOT / line).is_file()]
 
 
@@ -73,7 +74,9 @@ def test_every_package_module_imports_without_devtools() -> None:
     assert int(proc.stdout.split()[-1]) >= 25  # every module, not an empty walk
 
 
-PATH_REF = re.compile(r"(?<![\w/.-])((?:include|dags|plugins|devtools|tests|docs|bench|scripts|deploy)/[\w./-]*\w)(?![\w\\])")
+PATH_REF = re.compile(
+    r"(?<![\w/.-])((?:include|dags|plugins|devtools|tests|docs|bench|scripts|deploy)/[\w./-]*\w)(?![\w\\])"
+)
 #: made at run time (bench output, the peers' virtualenv) or not a path (``kubectl ... deploy/<name>``)
 NOT_FILES = ("bench/out", "bench/.venv-peers", "deploy/airflow-")
 BARE_REF = re.compile(r"``([\w-]+\.(?:py|sql|md))``")

@@ -1,6 +1,7 @@
 """The alert rules: thresholds, and which rules a ``sync_result`` breaks.
 
-**Rules** (defaults from the original test specification's targets, ``docs/trackier-api.md``; each threshold is an environment variable on the components that
+**Rules** (defaults from the original test specification's targets, ``docs/trackier-api.md``;
+each threshold is an environment variable on the components that
 run tasks, callbacks and triggers, and can be overridden for one run with the run's conf key
 ``alert_thresholds``, e.g. ``{"alert_thresholds": {"max_duration_s": 1200}}``):
 

@@ -4,7 +4,8 @@ Why it looks like this:
 
 - The key goes in the ``X-Api-Key`` header, never the URL, so it cannot leak through a logged URL
   or an exception message (``requests`` puts URLs in its errors, never headers).
-- What to retry follows ``docs/trackier-api.md#errors-and-limits``: timeouts, dropped connections, 429, 5xx and app codes
+- What to retry follows ``docs/trackier-api.md#errors-and-limits``:
+  timeouts, dropped connections, 429, 5xx and app codes
   40/50/51 are retried with exponential backoff and jitter (``Retry-After`` wins when present);
   a bad key, a non-whitelisted IP or a locked account (codes 5/12/13/41/42/102) fail at once with
   a message that says what to fix. ``"success": false`` on HTTP 200 is an error, not data.

@@ -180,9 +180,23 @@ class FakeServer:
 
     def __init__(self, workdir: Path, advertisers: int, campaigns: int, seed: int, api_key: str) -> None:
         self.port_file = workdir / f"fake-trackier-{os.getpid()}-{time.monotonic_ns()}.port"
-        self.cmd = [sys.executable, "-m", "devtools.fake_trackier", "--port", "0",
-                    "--port-file", str(self.port_file), "--advertisers", str(advertisers),
-                    "--campaigns", str(campaigns), "--seed", str(seed), "--api-key", api_key]  # fmt: skip
+        self.cmd = [
+            sys.executable,
+            "-m",
+            "devtools.fake_trackier",
+            "--port",
+            "0",
+            "--port-file",
+            str(self.port_file),
+            "--advertisers",
+            str(advertisers),
+            "--campaigns",
+            str(campaigns),
+            "--seed",
+            str(seed),
+            "--api-key",
+            api_key,
+        ]
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
 
@@ -217,8 +231,12 @@ class FakeServer:
 
     def control(self, path: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
         data = None if payload is None else json.dumps(payload).encode()
-        request = Request(f"{self.url}/_fake/{path}", data=data, method="GET" if data is None else "POST",  # noqa: S310
-                          headers={"Content-Type": "application/json"})  # fmt: skip
+        request = Request(  # noqa: S310 - our loopback fake server
+            f"{self.url}/_fake/{path}",
+            data=data,
+            method="GET" if data is None else "POST",
+            headers={"Content-Type": "application/json"},
+        )
         with urlopen(request, timeout=60) as response:  # noqa: S310 - our loopback fake server
             return json.loads(response.read())
 

@@ -52,9 +52,16 @@ def offers_consumer_example() -> None:
             log.info("no offers event triggered this run (started by hand?): nothing to read")
             return {"events": 0, "syncs": [], "latest": None}
         for sync in syncs:
-            log.info("offers sync %s: %s, %s added, %s updated, %s unchanged, %s deactivated, %s rejected",
-                     sync["run_id"], sync["status"], sync["added"], sync["updated"], sync["unchanged"],
-                     sync["deactivated"], sync["rejected"])  # fmt: skip
+            log.info(
+                "offers sync %s: %s, %s added, %s updated, %s unchanged, %s deactivated, %s rejected",
+                sync["run_id"],
+                sync["status"],
+                sync["added"],
+                sync["updated"],
+                sync["unchanged"],
+                sync["deactivated"],
+                sync["rejected"],
+            )
         return {"events": len(syncs), "syncs": syncs, "latest": syncs[-1]}
 
     read_sync_counts()

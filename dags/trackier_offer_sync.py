@@ -182,45 +182,71 @@ default_args = {
     doc_md=__doc__,
     params={
         "dry_run": Param(
-            False, type="boolean", title="Dry run",
+            False,
+            type="boolean",
+            title="Dry run",
             description="Fetch, validate and compute the counts, then roll the merge back: nothing is written "
             "to brands/offers.",
         ),
         "page_size": Param(
-            None, type=["null", "integer"], minimum=1, maximum=MAX_PAGE_SIZE, title="Page size",
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            maximum=MAX_PAGE_SIZE,
+            title="Page size",
             description="Records per API request (1-1000). Empty: the trackier_api connection's page_size.",
         ),
         "pagination": Param(
-            "connection", type="string", enum=["connection", "auto", "page", "cursor"], title="Pagination style",
+            "connection",
+            type="string",
+            enum=["connection", "auto", "page", "cursor"],
+            title="Pagination style",
             description="How to page through the API. 'connection' uses the connection's setting; 'auto' uses "
             "numbered pages when the API reports totals, else cursors.",
         ),
         "max_error_rate": Param(
-            MAX_ERROR_RATE, type="number", minimum=0, maximum=1, title="Max error rate",
+            MAX_ERROR_RATE,
+            type="number",
+            minimum=0,
+            maximum=1,
+            title="Max error rate",
             description="Circuit breaker: if rejected + unfetched records exceed this share of the sweep, "
             "the live tables are not touched and the run fails.",
         ),
         "deactivate_missing": Param(
-            True, type="boolean", title="Deactivate missing offers",
-            description="When the sweep is complete, mark offers (and brands) that are no longer in Trackier "
-            "inactive.",
+            True,
+            type="boolean",
+            title="Deactivate missing offers",
+            description="When the sweep is complete, mark offers (and brands) that are no longer in Trackier inactive.",
         ),
         "max_deactivate_rate": Param(
-            DEFAULT_MAX_DEACTIVATE_RATE, type="number", minimum=0, maximum=1, title="Max share of offers deactivated",
+            DEFAULT_MAX_DEACTIVATE_RATE,
+            type="number",
+            minimum=0,
+            maximum=1,
+            title="Max share of offers deactivated",
             description="Guard against an empty or cut-short feed: if more than this share of the active offers "
             "(or of the active brands) would be deactivated at once, none are and the run says why. Raise it for "
             "one run to apply a real mass clean-up.",
         ),
         "pages_per_shard": Param(
-            DEFAULT_PAGES_PER_SHARD, type="integer", minimum=1, maximum=MAX_PAGES_PER_SHARD, title="Pages per shard",
+            DEFAULT_PAGES_PER_SHARD,
+            type="integer",
+            minimum=1,
+            maximum=MAX_PAGES_PER_SHARD,
+            title="Pages per shard",
             description="Pages fetched by one mapped extract task (each task costs ~1 s of Airflow overhead).",
         ),
         "max_shards": Param(
-            DEFAULT_MAX_SHARDS, type="integer", minimum=1, maximum=MAX_MAX_SHARDS, title="Max shards per entity",
+            DEFAULT_MAX_SHARDS,
+            type="integer",
+            minimum=1,
+            maximum=MAX_MAX_SHARDS,
+            title="Max shards per entity",
             description="Upper bound on mapped extract tasks per entity.",
         ),
     },
-)  # fmt: skip
+)
 def trackier_offer_sync() -> None:
     @task
     def start_sync() -> dict:

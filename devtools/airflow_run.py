@@ -21,22 +21,25 @@ from include.offer_sync.constants import DAG_ID
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def airflow_env(home: Path, *, trackier_conn: dict[str, Any] | str, offers_db_url: str,
-                extra: dict[str, str] | None = None) -> dict[str, str]:  # fmt: skip
+def airflow_env(
+    home: Path, *, trackier_conn: dict[str, Any] | str, offers_db_url: str, extra: dict[str, str] | None = None
+) -> dict[str, str]:
     """Environment for an Airflow CLI process: private home, our dags, connections via env vars."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_"))}
-    env.update({
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-        "AIRFLOW__CORE__DAGBAG_IMPORT_ERROR_TRACEBACK_DEPTH": "5",
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-        "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p),
-        "AIRFLOW_CONN_TRACKIER_API": trackier_conn if isinstance(trackier_conn, str) else json.dumps(trackier_conn),
-        "AIRFLOW_CONN_OFFERS_DB": offers_db_url,
-    })  # fmt: skip
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__CORE__DAGBAG_IMPORT_ERROR_TRACEBACK_DEPTH": "5",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p),
+            "AIRFLOW_CONN_TRACKIER_API": trackier_conn if isinstance(trackier_conn, str) else json.dumps(trackier_conn),
+            "AIRFLOW_CONN_OFFERS_DB": offers_db_url,
+        }
+    )
     env.update(extra or {})
     return env
 
@@ -51,8 +54,10 @@ def prepare_home(home: Path, env: dict[str, str]) -> None:
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "airflow.db").exists():
         _check(subprocess.run([airflow_bin(), "db", "migrate"], env=env, capture_output=True, text=True), "db migrate")
-    _check(subprocess.run([airflow_bin(), "dags", "reserialize"], env=env, capture_output=True, text=True),
-           "dags reserialize")  # fmt: skip
+    _check(
+        subprocess.run([airflow_bin(), "dags", "reserialize"], env=env, capture_output=True, text=True),
+        "dags reserialize",
+    )
 
 
 @dataclass
@@ -66,8 +71,9 @@ class DagTestRun:
         return self.returncode == 0 and "state=success" in self.output
 
 
-def run_dag_test(env: dict[str, str], conf: dict[str, Any] | None = None, timeout: float = 1800,
-                 dag_id: str = DAG_ID) -> DagTestRun:  # fmt: skip
+def run_dag_test(
+    env: dict[str, str], conf: dict[str, Any] | None = None, timeout: float = 1800, dag_id: str = DAG_ID
+) -> DagTestRun:
     """``airflow dags test <dag_id> -c <conf>``: one real DAG run, tasks one after another."""
     cmd = [airflow_bin(), "dags", "test", dag_id]
     if conf:

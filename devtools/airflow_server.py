@@ -60,6 +60,7 @@ import requests
 from devtools.airflow_run import airflow_bin, airflow_env
 from include.offer_sync.constants import DAG_ID
 
+SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 #: ``name -> role`` of the SimpleAuthManager users every instance has.
 USERS: dict[str, str] = {"admin": "admin", "op": "op", "viewer": "viewer"}
 COMPONENTS = ("scheduler", "dag-processor", "api-server")
@@ -103,8 +104,9 @@ class AirflowServer:
     def token(self, username: str = "admin") -> str:
         """A JWT from ``POST /auth/token`` (cached per user; valid 24 h)."""
         if username not in self._tokens:
-            resp = requests.post(f"{self.url}/auth/token", timeout=30,
-                                 json={"username": username, "password": self.passwords[username]})  # fmt: skip
+            resp = requests.post(
+                f"{self.url}/auth/token", timeout=30, json={"username": username, "password": self.passwords[username]}
+            )
             resp.raise_for_status()
             self._tokens[username] = resp.json()["access_token"]
         return self._tokens[username]
@@ -150,10 +152,17 @@ class AirflowServer:
         self.unpause(dag_id)
         dag = self.api("GET", f"/api/v2/dags/{dag_id}").json()
         if dag.get("timetable_summary") not in (None, "None", ""):
-            wait_until(lambda: any(r["run_type"] == "scheduled" for r in self.dag_runs(dag_id)), timeout,
-                       what=f"the catch-up run of {dag_id}")  # fmt: skip
-        wait_until(lambda: not any(r["state"] in ("queued", "running") for r in self.dag_runs(dag_id)), timeout,
-                   interval=1, what=f"no active runs of {dag_id}")  # fmt: skip
+            wait_until(
+                lambda: any(r["run_type"] == "scheduled" for r in self.dag_runs(dag_id)),
+                timeout,
+                what=f"the catch-up run of {dag_id}",
+            )
+        wait_until(
+            lambda: not any(r["state"] in ("queued", "running") for r in self.dag_runs(dag_id)),
+            timeout,
+            interval=1,
+            what=f"no active runs of {dag_id}",
+        )
 
     def trigger(self, dag_id: str = DAG_ID, conf: dict[str, Any] | None = None) -> str:
         """Trigger a run through the REST API; returns its run id."""
@@ -288,63 +297,78 @@ def running_airflow(
 
     env = airflow_env(home, trackier_conn=trackier_conn, offers_db_url=offers_db_url)
     env.pop("OFFER_SYNC_API_POOL", None)  # the DAG then uses default_pool: nothing to create
-    env.update({
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_db_url,
-        "AIRFLOW__CORE__EXECUTOR": executor,
-        "AIRFLOW__CORE__PARALLELISM": "4",
-        "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
-        "AIRFLOW__CORE__AUTH_MANAGER":
-            "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:{r}" for u, r in USERS.items()),
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file),
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
-        "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__API__PORT": str(api_port),
-        "AIRFLOW__API__BASE_URL": url,
-        "AIRFLOW__API__WORKERS": "1",
-        "AIRFLOW__API__SECRET_KEY": secrets.token_hex(16),
-        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
-        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(log_port),
-        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(trigger_log_port),
-        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-        "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "30",
-        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
-    })  # fmt: skip
+    env.update(
+        {
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_db_url,
+            "AIRFLOW__CORE__EXECUTOR": executor,
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
+            "AIRFLOW__CORE__AUTH_MANAGER": SIMPLE_AUTH_MANAGER,
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:{r}" for u, r in USERS.items()),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(api_port),
+            "AIRFLOW__API__BASE_URL": url,
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__API__SECRET_KEY": secrets.token_hex(16),
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(log_port),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(trigger_log_port),
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "30",
+            "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+        }
+    )
     if celery:
-        env.update({
-            "AIRFLOW__CELERY__BROKER_URL": broker,
-            "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + _with_database(pg_admin_url, results_name),
-            "AIRFLOW__OPERATORS__DEFAULT_QUEUE": queue,
-            "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(CELERY_CONCURRENCY),
-            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "devtools.worker_hostname.hostname",
-        })  # fmt: skip
+        env.update(
+            {
+                "AIRFLOW__CELERY__BROKER_URL": broker,
+                "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + _with_database(pg_admin_url, results_name),
+                "AIRFLOW__OPERATORS__DEFAULT_QUEUE": queue,
+                "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(CELERY_CONCURRENCY),
+                "AIRFLOW__CORE__HOSTNAME_CALLABLE": "devtools.worker_hostname.hostname",
+            }
+        )
     env.update(extra_env or {})
     server = AirflowServer(url=url, home=home, env=env, metadata_db_url=metadata_db_url, passwords=passwords)
     try:
-        migrate = subprocess.run([airflow_bin(), "db", "migrate"], env=env, capture_output=True, text=True,
-                                 timeout=300)  # fmt: skip
+        migrate = subprocess.run([airflow_bin(), "db", "migrate"], env=env, capture_output=True, text=True, timeout=300)
         if migrate.returncode != 0:
             raise RuntimeError(f"airflow db migrate failed:\n{migrate.stdout[-3000:]}\n{migrate.stderr[-3000:]}")
         for component in (*components, *(["triggerer"] if triggerer else [])):
-            args = [airflow_bin(), component] + (["--port", str(api_port), "--host", "127.0.0.1"]
-                                                 if component == "api-server" else [])  # fmt: skip
+            args = [airflow_bin(), component] + (
+                ["--port", str(api_port), "--host", "127.0.0.1"] if component == "api-server" else []
+            )
             log = server.log_path(component).open("wb")
             server.processes[component] = subprocess.Popen(
-                args, env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                args,
+                env=env,
+                cwd=home,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 start_new_session=True,  # its own process group: we kill the whole group on exit
-            )  # fmt: skip
+            )
             log.close()
         for name in celery_workers if celery else ():
-            worker_env = {**env, "OFFER_SYNC_TEST_HOSTNAME": name,
-                          "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port())}  # fmt: skip
+            worker_env = {
+                **env,
+                "OFFER_SYNC_TEST_HOSTNAME": name,
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            }
             log = server.log_path(f"worker-{name}").open("wb")
             server.processes[f"worker-{name}"] = subprocess.Popen(
                 [airflow_bin(), "celery", "worker", "-H", name, "-q", queue, "-c", str(CELERY_CONCURRENCY)],
-                env=worker_env, cwd=home, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=worker_env,
+                cwd=home,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 start_new_session=True,
-            )  # fmt: skip
+            )
             log.close()
         _wait_healthy(server, startup_timeout)
         yield server
@@ -401,14 +425,17 @@ class LiveAirflow:
 def fixture_trackier_conn(server: Any, **extra: Any) -> dict[str, Any]:
     """``AIRFLOW_CONN_TRACKIER_API`` for a fake server: page size 50, no client-side rate limit."""
     return {
-        "conn_type": "http", "host": server.url, "password": FIXTURE_API_KEY,
+        "conn_type": "http",
+        "host": server.url,
+        "password": FIXTURE_API_KEY,
         "extra": {"page_size": 50, "requests_per_second": 0, "backoff_base_s": 0.05, "backoff_max_s": 0.2, **extra},
-    }  # fmt: skip
+    }
 
 
 @contextlib.contextmanager
-def live_airflow(pg_admin_url: str, catalogue: Any = None, conn_extra: dict[str, Any] | None = None,
-                 **kwargs: Any) -> Iterator[LiveAirflow]:  # fmt: skip
+def live_airflow(
+    pg_admin_url: str, catalogue: Any = None, conn_extra: dict[str, Any] | None = None, **kwargs: Any
+) -> Iterator[LiveAirflow]:
     """A fake Trackier + a fresh offers database + a running Airflow wired to both.
 
     ``conn_extra`` adds to (or overrides) the ``trackier_api`` extras of ``fixture_trackier_conn``.
@@ -421,9 +448,12 @@ def live_airflow(pg_admin_url: str, catalogue: Any = None, conn_extra: dict[str,
     offers_db_url = _with_database(pg_admin_url, offers_name)
     fake = FakeTrackier(catalogue if catalogue is not None else Catalogue(8, 400, seed=11), api_key=FIXTURE_API_KEY)
     try:
-        with running_airflow(trackier_conn=fixture_trackier_conn(fake, **(conn_extra or {})),
-                             offers_db_url=offers_db_url,
-                             pg_admin_url=pg_admin_url, **kwargs) as server:  # fmt: skip
+        with running_airflow(
+            trackier_conn=fixture_trackier_conn(fake, **(conn_extra or {})),
+            offers_db_url=offers_db_url,
+            pg_admin_url=pg_admin_url,
+            **kwargs,
+        ) as server:
             server.wait_for_dag()
             yield LiveAirflow(server, fake, offers_db_url)
     finally:

@@ -33,8 +33,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--advertisers", type=int, default=25)
     parser.add_argument("--campaigns", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--change-payouts", type=float, default=0.0, metavar="FRACTION",
-                        help="change this fraction of payouts before syncing (e.g. 0.1)")
+    parser.add_argument(
+        "--change-payouts",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="change this fraction of payouts before syncing (e.g. 0.1)",
+    )
     parser.add_argument("--remove", type=int, default=0, metavar="N", help="remove N campaigns before syncing")
     parser.add_argument("--invalid-rate", type=float, default=0.0, help="serve this fraction of invalid records")
     parser.add_argument("--dry-run", action="store_true", help="trigger with the dry_run param")
@@ -44,8 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     DEMO_DIR.mkdir(exist_ok=True)
     with offers_database(reset=args.reset) as db_url, fake_trackier(args) as api_url:
         home = DEMO_DIR / "airflow"
-        trackier = {"conn_type": "http", "host": api_url, "password": DEMO_API_KEY,
-                    "extra": {"page_size": 100, "requests_per_second": 0}}  # fmt: skip
+        trackier = {
+            "conn_type": "http",
+            "host": api_url,
+            "password": DEMO_API_KEY,
+            "extra": {"page_size": 100, "requests_per_second": 0},
+        }
         env = airflow_env(home, trackier_conn=trackier, offers_db_url=db_url)
         _step("preparing Airflow (private AIRFLOW_HOME, SQLite metadata)")
         prepare_home(home, env)
@@ -139,13 +148,28 @@ def fake_trackier(args: argparse.Namespace) -> Iterator[str]:
     """The fake Trackier API as its own process, on a free loopback port."""
     port_file = DEMO_DIR / "fake-trackier.port"
     port_file.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "devtools.fake_trackier", "--port", "0", "--port-file", str(port_file),
-           "--advertisers", str(args.advertisers), "--campaigns", str(args.campaigns), "--seed", str(args.seed),
-           "--api-key", DEMO_API_KEY]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "devtools.fake_trackier",
+        "--port",
+        "0",
+        "--port-file",
+        str(port_file),
+        "--advertisers",
+        str(args.advertisers),
+        "--campaigns",
+        str(args.campaigns),
+        "--seed",
+        str(args.seed),
+        "--api-key",
+        DEMO_API_KEY,
+    ]
     if args.invalid_rate:
         cmd += ["--config", json.dumps({"invalid_rate": args.invalid_rate})]
-    _step(f"starting the fake Trackier API ({args.advertisers} advertisers, {args.campaigns} campaigns, "
-          f"seed {args.seed})")  # fmt: skip
+    _step(
+        f"starting the fake Trackier API ({args.advertisers} advertisers, {args.campaigns} campaigns, seed {args.seed})"
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stderr=subprocess.DEVNULL)
     try:

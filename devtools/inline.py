@@ -29,7 +29,11 @@ def run_sync(db: DatabaseSettings, api: TrackierSettings, run_id: str, **params:
     summaries = [tasks.extract_shard(db, api, run, shard) for shard in shards]
     sweep = tasks.check_sweep(db, run, summaries, float(p["max_error_rate"]))
     merged = tasks.merge_catalogue(
-        db, run, sweep, deactivate_missing=bool(p["deactivate_missing"]), dry_run=bool(p["dry_run"]),
+        db,
+        run,
+        sweep,
+        deactivate_missing=bool(p["deactivate_missing"]),
+        dry_run=bool(p["dry_run"]),
         max_deactivate_rate=float(p["max_deactivate_rate"]),
-    )  # fmt: skip
+    )
     return tasks.publish_result(db, run, summaries, sweep, merged)

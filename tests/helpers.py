@@ -29,9 +29,14 @@ SPEC_FIXTURE = {
 def trackier_settings(server: FakeTrackier, **overrides: Any) -> TrackierSettings:
     """Client settings for a fake server; fast retries so failure tests stay quick."""
     values: dict[str, Any] = {
-        "base_url": server.url, "api_key": TEST_API_KEY, "page_size": 50, "requests_per_second": 0,
-        "backoff_base_s": 0.01, "backoff_max_s": 0.05, "read_timeout_s": 5,
-    }  # fmt: skip
+        "base_url": server.url,
+        "api_key": TEST_API_KEY,
+        "page_size": 50,
+        "requests_per_second": 0,
+        "backoff_base_s": 0.01,
+        "backoff_max_s": 0.05,
+        "read_timeout_s": 5,
+    }
     values.update(overrides)
     from pydantic import SecretStr
 
@@ -45,9 +50,8 @@ def trackier_conn(server: FakeTrackier, **extra: Any) -> dict[str, Any]:
         "conn_type": "http",
         "host": server.url,
         "password": TEST_API_KEY,
-        "extra": {"page_size": 50, "requests_per_second": 0, "backoff_base_s": 0.05, "backoff_max_s": 0.2,
-                  **extra},
-    }  # fmt: skip
+        "extra": {"page_size": 50, "requests_per_second": 0, "backoff_base_s": 0.05, "backoff_max_s": 0.2, **extra},
+    }
 
 
 def latest_run(sql: Callable[..., list[tuple[Any, ...]]]) -> dict[str, Any]:
@@ -84,16 +88,18 @@ class WebhookReceiver:
 
     def events(self, kind: str, path: str = "/hooks/offer-sync") -> list[dict[str, Any]]:
         """Bodies of the POSTs to ``path`` whose ``X-Offer-Sync-Event`` header is ``kind``."""
-        return [r["body"] for r in self.requests
-                if r["path"] == path and r["headers"].get("X-Offer-Sync-Event") == kind]  # fmt: skip
+        return [
+            r["body"] for r in self.requests if r["path"] == path and r["headers"].get("X-Offer-Sync-Event") == kind
+        ]
 
     def alerts(self, rule: str | None = None) -> list[dict[str, Any]]:
         return [b for b in self.events("alert") if rule is None or b["rule"] == rule]
 
     def conn_env(self) -> dict[str, str]:
         """``AIRFLOW_CONN_OFFER_SYNC_WEBHOOK`` pointing at this receiver."""
-        return {"AIRFLOW_CONN_OFFER_SYNC_WEBHOOK": json.dumps({"conn_type": "http",
-                                                               "host": f"{self.url}/hooks/offer-sync"})}  # fmt: skip
+        return {
+            "AIRFLOW_CONN_OFFER_SYNC_WEBHOOK": json.dumps({"conn_type": "http", "host": f"{self.url}/hooks/offer-sync"})
+        }
 
     def close(self) -> None:
         self.server.shutdown()
@@ -102,8 +108,11 @@ class WebhookReceiver:
 
 def assert_key_in_no_table(sql: Callable[..., list[tuple[Any, ...]]], key: str) -> None:
     """Scan every column of every table of the sync (cast to text) for the key."""
-    tables = [r[0] for r in sql("""SELECT table_name FROM information_schema.tables
-                                   WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'""")]
+    tables = [
+        r[0]
+        for r in sql("""SELECT table_name FROM information_schema.tables
+                                   WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'""")
+    ]
     assert "sync_runs" in tables
     for table in tables:
         hits = sql(f"SELECT count(*) FROM {table} AS t WHERE t::text LIKE %s", (f"%{key}%",))
@@ -145,8 +154,11 @@ class PlainApi:
 
     def keyed_requests(self) -> list[str]:
         """Paths of the requests that carried an API key (header or query)."""
-        return [path for path, headers in self.requests
-                if "x-api-key" in {h.lower() for h in headers} or "apikey=" in path.lower()]  # fmt: skip
+        return [
+            path
+            for path, headers in self.requests
+            if "x-api-key" in {h.lower() for h in headers} or "apikey=" in path.lower()
+        ]
 
     def close(self) -> None:
         self.server.shutdown()

@@ -21,8 +21,9 @@ def main(path: str) -> None:
     staged = json.loads(Path(path).read_text())
     db = DatabaseSettings(conninfo=staged["db_url"])
     params = staged["params"]
-    merged = tasks.merge_catalogue(db, staged["run"], staged["sweep"], deactivate_missing=params["deactivate_missing"],
-                            dry_run=params["dry_run"])  # fmt: skip
+    merged = tasks.merge_catalogue(
+        db, staged["run"], staged["sweep"], deactivate_missing=params["deactivate_missing"], dry_run=params["dry_run"]
+    )
     result = tasks.publish_result(db, staged["run"], staged["summaries"], staged["sweep"], merged)
     print(json.dumps(result, default=str))
 

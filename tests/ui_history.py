@@ -27,7 +27,7 @@ from pydantic import SecretStr
 
 XSS = "<img src=x onerror=alert(1)>"
 #: Quotes, markup, an RTL override (U+202E ... U+202C): valid in a title, must show as typed.
-TRICKY_TITLE = "Zoë's \"Quoted\" \u202eReversed\u202c <b>bold</b> & co"
+TRICKY_TITLE = 'Zoë\'s "Quoted" \u202eReversed\u202c <b>bold</b> & co'
 TRICKY_DESCRIPTION = "Line one\n\tindented line two\nline three"
 FORMULA_ID = '=HYPERLINK("http://evil.example","click")'
 #: LIKE wildcards that a title search must match literally.
@@ -53,10 +53,18 @@ def _record_alerts(db_url: str, result: Mapping[str, Any], environ: Mapping[str,
 
     with psycopg.connect(db_url, autocommit=True) as conn:
         for alert in evaluate(result, Thresholds.from_env(environ)):
-            conn.execute(load_sql("alerts_insert"), {  # type: ignore[arg-type]  # our own .sql file
-                "run_id": alert.run_id, "rule": alert.rule, "severity": alert.severity, "measured": alert.measured,
-                "threshold": alert.threshold, "message": alert.message, "link": alert.link,
-            })  # fmt: skip
+            conn.execute(
+                load_sql("alerts_insert"),
+                {  # type: ignore[arg-type]  # our own .sql file
+                    "run_id": alert.run_id,
+                    "rule": alert.rule,
+                    "severity": alert.severity,
+                    "measured": alert.measured,
+                    "threshold": alert.threshold,
+                    "message": alert.message,
+                    "link": alert.link,
+                },
+            )
 
 
 def build_history(fake: Any, db_url: str, api_key: str, environ: Mapping[str, str]) -> History:
@@ -67,8 +75,16 @@ def build_history(fake: Any, db_url: str, api_key: str, environ: Mapping[str, st
     from include.offer_sync.settings import DatabaseSettings, TrackierSettings
 
     db = DatabaseSettings(conninfo=db_url)
-    api = TrackierSettings(base_url=fake.url, api_key=SecretStr(api_key), page_size=50, requests_per_second=0,
-                           backoff_base_s=0.01, backoff_max_s=0.02, max_retries=1, pages_per_shard=3)  # fmt: skip
+    api = TrackierSettings(
+        base_url=fake.url,
+        api_key=SecretStr(api_key),
+        page_size=50,
+        requests_per_second=0,
+        backoff_base_s=0.01,
+        backoff_max_s=0.02,
+        max_retries=1,
+        pages_per_shard=3,
+    )
     runs = [f"scheduled__2026-11-2{day}T02:00:00+00:00" for day in range(1, 4)] + ["manual__2026-11-24T09:30:00+00:00"]
     results = []
 
@@ -103,5 +119,12 @@ def build_history(fake: Any, db_url: str, api_key: str, environ: Mapping[str, st
         _record_alerts(db_url, failed, environ)
     finally:
         fake.configure(script=[])
-    return History(run_ids=runs, failed_run_id=runs[3], removed_in_run2=removed, xss_offer=xss_offer,
-                   tricky_offer=tricky_offer, renamed_in_run3=renamed, results=results)  # fmt: skip
+    return History(
+        run_ids=runs,
+        failed_run_id=runs[3],
+        removed_in_run2=removed,
+        xss_offer=xss_offer,
+        tricky_offer=tricky_offer,
+        renamed_in_run3=renamed,
+        results=results,
+    )

@@ -72,9 +72,23 @@ _OSES = (
     ("android", "ios", "windows", "macos"),
 )
 _CATEGORIES = (
-    "E-commerce", "Finance", "Gaming", "Dating", "Travel", "Health & Beauty", "Education", "Utilities",
-    "Sweepstakes", "Streaming", "Food & Drink", "Insurance", "Crypto", "Sports", "Fashion", "Software",
-)  # fmt: skip
+    "E-commerce",
+    "Finance",
+    "Gaming",
+    "Dating",
+    "Travel",
+    "Health & Beauty",
+    "Education",
+    "Utilities",
+    "Sweepstakes",
+    "Streaming",
+    "Food & Drink",
+    "Insurance",
+    "Crypto",
+    "Sports",
+    "Fashion",
+    "Software",
+)
 _KPIS = (
     "No incent traffic. Deposit within 7 days.",
     "Install + open; retention D1 >= 30%.",
@@ -86,32 +100,110 @@ _KPIS = (
     "Trial start; cancellation within 24h is rejected.",
 )
 _OFFER_TYPES = (
-    "Free Trial", "App Install", "Lead Gen", "First Deposit", "Sign Up", "Purchase", "Subscription",
-    "Sweepstakes Entry", "Quote Request", "Newsletter SOI", "Download", "Registration",
-)  # fmt: skip
+    "Free Trial",
+    "App Install",
+    "Lead Gen",
+    "First Deposit",
+    "Sign Up",
+    "Purchase",
+    "Subscription",
+    "Sweepstakes Entry",
+    "Quote Request",
+    "Newsletter SOI",
+    "Download",
+    "Registration",
+)
 _ADJECTIVES = (
-    "Blue", "Bright", "Global", "Nordic", "Urban", "Prime", "Swift", "Golden", "Silver", "Green", "Red",
-    "Alpine", "Coastal", "Metro", "Rapid", "Smart", "Happy", "Bold", "Clever", "Lucky", "Pacific", "Atlas",
-    "Summit", "Vertex", "Nova", "Pixel", "Quantum", "Royal", "Solar", "Zen",
-)  # fmt: skip
+    "Blue",
+    "Bright",
+    "Global",
+    "Nordic",
+    "Urban",
+    "Prime",
+    "Swift",
+    "Golden",
+    "Silver",
+    "Green",
+    "Red",
+    "Alpine",
+    "Coastal",
+    "Metro",
+    "Rapid",
+    "Smart",
+    "Happy",
+    "Bold",
+    "Clever",
+    "Lucky",
+    "Pacific",
+    "Atlas",
+    "Summit",
+    "Vertex",
+    "Nova",
+    "Pixel",
+    "Quantum",
+    "Royal",
+    "Solar",
+    "Zen",
+)
 _NOUNS = (
-    "Commerce", "Media", "Labs", "Games", "Finance", "Travel", "Health", "Studios", "Networks", "Apps",
-    "Retail", "Bank", "Mobile", "Digital", "Ventures", "Brands", "Shop", "Outfitters", "Kitchen", "Energy",
-    "Insurance", "Telecom", "Learning", "Fitness", "Pets",
-)  # fmt: skip
+    "Commerce",
+    "Media",
+    "Labs",
+    "Games",
+    "Finance",
+    "Travel",
+    "Health",
+    "Studios",
+    "Networks",
+    "Apps",
+    "Retail",
+    "Bank",
+    "Mobile",
+    "Digital",
+    "Ventures",
+    "Brands",
+    "Shop",
+    "Outfitters",
+    "Kitchen",
+    "Energy",
+    "Insurance",
+    "Telecom",
+    "Learning",
+    "Fitness",
+    "Pets",
+)
 _COMPANY_SUFFIXES = ("Ltd", "Inc.", "GmbH", "LLC", "S.A.", "Pty Ltd", "B.V.", "plc")
 _TAGS = ("direct", "agency", "premium", "tier1", "tier2", "mobile", "desktop", "exclusive", "new", "vip")
 # Names that exercise byte-for-byte storage: quotes, accents, non-Latin scripts, emoji, HTML-ish text.
 _SPECIAL_ADVERTISER_NAMES = (
-    "O'Reilly Media", "Café Größe", "Shop 🚀", "Müller & Söhne", "L'Atelier Crème", "Zürich Ñandú AG",
-    "東京トレーディング", "Señor Frog's 🐸", "Ελληνικά Deals", 'The "Best" Deals',
-    "Back\\slash <b>Bold</b> Co", "Łódź Społem", "Ærø Fisk", "Dvořák & Čech", "मुंबई Mart",
-)  # fmt: skip
+    "O'Reilly Media",
+    "Café Größe",
+    "Shop 🚀",
+    "Müller & Söhne",
+    "L'Atelier Crème",
+    "Zürich Ñandú AG",
+    "東京トレーディング",
+    "Señor Frog's 🐸",
+    "Ελληνικά Deals",
+    'The "Best" Deals',
+    "Back\\slash <b>Bold</b> Co",
+    "Łódź Społem",
+    "Ærø Fisk",
+    "Dvořák & Čech",
+    "मुंबई Mart",
+)
 _SPECIAL_TITLES = (
-    "Crème de la Crème – FR Lead Gen", "O'Neill's Pub Finder", "Ünïcödé Shop 🛒 Sale", "日本語オファー CPI",
-    "Bäckerei Müller — Rezepte", 'Zoë\'s "Quoted" Offer', "Señor Frog's 🐸 App Install",
-    "Back\\slash & <Tag> Deals", "Emoji 🎰🎁💸 Jackpot", "Ça va? Économisez 50 %",
-)  # fmt: skip
+    "Crème de la Crème – FR Lead Gen",
+    "O'Neill's Pub Finder",
+    "Ünïcödé Shop 🛒 Sale",
+    "日本語オファー CPI",
+    "Bäckerei Müller — Rezepte",
+    'Zoë\'s "Quoted" Offer',
+    "Señor Frog's 🐸 App Install",
+    "Back\\slash & <Tag> Deals",
+    "Emoji 🎰🎁💸 Jackpot",
+    "Ça va? Économisez 50 %",
+)
 
 # Odd but storable text, as a real panel may hold it (pasted from spreadsheets, e-mails, RTL editors):
 # tabs, newlines, CR, zero-width and bidi marks, C0 and C1 controls, COPY escape sequences, SQL and HTML,
@@ -119,18 +211,37 @@ _SPECIAL_TITLES = (
 # byte (the sync rejects only what PostgreSQL cannot store: NUL, lone surrogates; see faults.TEXT_KINDS).
 # Advertiser ``i`` with ``i % 50 == 29`` and campaign ``j`` with ``j % 50 == 41`` get one, in turn.
 ODD_ADVERTISER_NAMES = (
-    "Tab\tSeparated Ltd", "Line\nBreak Media", "CRLF\r\nTraders", "Zero\u200bWidth\u200dJoin Co",
-    "\u202eRTL override\u202c Inc", "\u200fمتجر عربي\u200e Shop", "C1\x85NEL\x9bCSI Controls",
-    "Bell\x07Esc\x1b[1mBold\x7f", "Robert'); DROP TABLE brands;--", "<script>alert('x')</script> Ads",
-)  # fmt: skip
+    "Tab\tSeparated Ltd",
+    "Line\nBreak Media",
+    "CRLF\r\nTraders",
+    "Zero\u200bWidth\u200dJoin Co",
+    "\u202eRTL override\u202c Inc",
+    "\u200fمتجر عربي\u200e Shop",
+    "C1\x85NEL\x9bCSI Controls",
+    "Bell\x07Esc\x1b[1mBold\x7f",
+    "Robert'); DROP TABLE brands;--",
+    "<script>alert('x')</script> Ads",
+)
 ODD_TITLES = (
-    "Tab\tin the title", "Two\nlines", "Carriage\rreturn", "Windows\r\nline end", "\tleading tab",
-    "trailing newline\n", "zero\u200bwidth\u200c\u200d\u2060joiners\ufeff", "\u202eRTL override\u202c mixed",
-    "\u200fאבג\u200e and \u061cعربي", "👩‍👩‍👧‍👦 family 🏳️‍🌈 flags 🇩🇪", "'; DROP TABLE offers; -- ' OR 1=1",
-    "<img src=x onerror=alert(1)> &amp; </td>", "\\N \\. \\t \\\\ COPY escapes", "%s %(x)s {0} $1 NULL",
-    "C0 " + "".join(map(chr, range(1, 32))) + " end", "DEL \x7f C1 " + "".join(map(chr, range(0x80, 0xA0))) + " end",
-    "\uffff\ufffe noncharacters \U0010fffd", "Long " + "wörd\t🚀 " * 69,
-)  # fmt: skip
+    "Tab\tin the title",
+    "Two\nlines",
+    "Carriage\rreturn",
+    "Windows\r\nline end",
+    "\tleading tab",
+    "trailing newline\n",
+    "zero\u200bwidth\u200c\u200d\u2060joiners\ufeff",
+    "\u202eRTL override\u202c mixed",
+    "\u200fאבג\u200e and \u061cعربي",
+    "👩‍👩‍👧‍👦 family 🏳️‍🌈 flags 🇩🇪",
+    "'; DROP TABLE offers; -- ' OR 1=1",
+    "<img src=x onerror=alert(1)> &amp; </td>",
+    "\\N \\. \\t \\\\ COPY escapes",
+    "%s %(x)s {0} $1 NULL",
+    "C0 " + "".join(map(chr, range(1, 32))) + " end",
+    "DEL \x7f C1 " + "".join(map(chr, range(0x80, 0xA0))) + " end",
+    "\uffff\ufffe noncharacters \U0010fffd",
+    "Long " + "wörd\t🚀 " * 69,
+)
 assert all(len(t) <= 488 for t in ODD_TITLES)  # with " #<id>" still within the 500-character limit
 
 _MODEL_LABEL = {m: m.upper() for m in _MODELS}
@@ -399,8 +510,10 @@ class Catalogue:
         """Ids of live campaigns in order (a list: at 1M campaigns this is ~40 MB, use sparingly)."""
         if self.fixture:
             with self._lock:
-                return [self._fx_camp[k].get("id") if isinstance(self._fx_camp[k], dict) else None
-                        for k in self._fx_camp_keys]  # fmt: skip
+                return [
+                    self._fx_camp[k].get("id") if isinstance(self._fx_camp[k], dict) else None
+                    for k in self._fx_camp_keys
+                ]
         return [CAMPAIGN_ID_BASE + k for k in self.campaign_keys()]
 
     def advertiser_ids(self) -> list[Any]:

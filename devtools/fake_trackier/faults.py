@@ -19,16 +19,36 @@ from devtools.fake_trackier.catalogue import hash01
 
 # Faults a ``script`` entry may name. Most also have a ``rate_*`` knob.
 FAULT_KINDS: tuple[str, ...] = (
-    "429", "429_retry_after", "500", "502", "503", "timeout", "reset", "html_200", "truncated",
-    "short_read", "success_false", "auth_400", "ip_403",
-)  # fmt: skip
+    "429",
+    "429_retry_after",
+    "500",
+    "502",
+    "503",
+    "timeout",
+    "reset",
+    "html_200",
+    "truncated",
+    "short_read",
+    "success_false",
+    "auth_400",
+    "ip_403",
+)
 
 # Ways a campaign is corrupted by ``invalid_rate`` / ``invalid_ids`` (see ``corrupt_record``).
 INVALID_KINDS: tuple[str, ...] = (
-    "missing_title", "missing_id", "missing_advertiser_id", "payout_string", "id_object",
-    "negative_payout", "nan_payout", "infinity_payout", "unknown_currency", "long_title",
-    "control_chars", "orphan_advertiser",
-)  # fmt: skip
+    "missing_title",
+    "missing_id",
+    "missing_advertiser_id",
+    "payout_string",
+    "id_object",
+    "negative_payout",
+    "nan_payout",
+    "infinity_payout",
+    "unknown_currency",
+    "long_title",
+    "control_chars",
+    "orphan_advertiser",
+)
 
 # Text the sync must refuse because PostgreSQL cannot store it. Only used when named in
 # ``invalid_kind`` (never drawn by ``invalid_rate``, so the kinds drawn for existing ids stay the same):
@@ -87,9 +107,16 @@ HTML_200 = (
 )
 
 _RATE_KNOBS = (
-    "rate_429", "rate_5xx", "rate_timeout", "rate_reset", "rate_html_200", "rate_truncated",
-    "rate_short_read", "rate_success_false", "invalid_rate",
-)  # fmt: skip
+    "rate_429",
+    "rate_5xx",
+    "rate_timeout",
+    "rate_reset",
+    "rate_html_200",
+    "rate_truncated",
+    "rate_short_read",
+    "rate_success_false",
+    "invalid_rate",
+)
 
 
 @dataclasses.dataclass
@@ -278,8 +305,7 @@ def _validate(name: str, value: Any) -> Any:
             times = entry.get("times", 1)
             if isinstance(times, bool) or not isinstance(times, int) or times < -1:
                 raise ValueError(f"script entry {entry!r}: 'times' must be -1 (always) or >= 0")
-            out.append({"path": entry.get("path"), "page": entry.get("page"), "times": times,
-                        "fault": entry["fault"]})  # fmt: skip
+            out.append({"path": entry.get("path"), "page": entry.get("page"), "times": times, "fault": entry["fault"]})
         return out
     raise ValueError(f"unknown knob {name}")  # pragma: no cover - update() filters names first
 

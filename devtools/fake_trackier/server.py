@@ -692,8 +692,14 @@ class _Handler(BaseHTTPRequestHandler):
             elif path.startswith(("/v2/", f"{MOVED_PREFIX}/v2/")) or path in ("/v2", f"{MOVED_PREFIX}/v2"):
                 query = parse_qs(parts.query, keep_blank_values=True)
                 moved = path.startswith(f"{MOVED_PREFIX}/")
-                reply = state.handle_api(method, path.removeprefix(MOVED_PREFIX) if moved else path, query,
-                                         self.headers, raw_query=parts.query, moved=moved)  # fmt: skip
+                reply = state.handle_api(
+                    method,
+                    path.removeprefix(MOVED_PREFIX) if moved else path,
+                    query,
+                    self.headers,
+                    raw_query=parts.query,
+                    moved=moved,
+                )
                 reply.api = True
             else:
                 reply = _error(404, "not_found")

@@ -66,9 +66,7 @@ class TrackierSettings:
         if not 1 <= self.page_size <= MAX_PAGE_SIZE:
             raise ConfigurationError(f"trackier_api: page_size must be 1..{MAX_PAGE_SIZE}, got {self.page_size}")
         if self.pagination not in ("auto", "page", "cursor"):
-            raise ConfigurationError(
-                f"trackier_api: pagination must be auto, page or cursor, got {self.pagination!r}"
-            )
+            raise ConfigurationError(f"trackier_api: pagination must be auto, page or cursor, got {self.pagination!r}")
 
     def with_overrides(self, **overrides: Any) -> TrackierSettings:
         """Apply run-time ``Param`` overrides (``None`` means keep the connection's value)."""
@@ -82,9 +80,7 @@ class TrackierSettings:
         known = {f for f in cls.__dataclass_fields__ if f not in ("base_url", "api_key")}
         unknown = set(extra) - known
         if unknown:
-            raise ConfigurationError(
-                f"trackier_api: unknown extra field(s) {sorted(unknown)}; known: {sorted(known)}"
-            )
+            raise ConfigurationError(f"trackier_api: unknown extra field(s) {sorted(unknown)}; known: {sorted(known)}")
         typed: dict[str, Any] = {}
         for key, value in extra.items():
             kind = type(getattr(cls, key, None)) if hasattr(cls, key) else str

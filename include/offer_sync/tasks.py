@@ -88,16 +88,25 @@ def start_sync(
             else:
                 stale = drop_leftover_staging(conn, keep=tables)
                 create_staging(conn, tables)
-                start_run(conn, run_id=run_id, dag_id=dag_id, dry_run=bool(params.get("dry_run")),
-                          params=params, plan={"run_key": tables.run_key})  # fmt: skip
+                start_run(
+                    conn,
+                    run_id=run_id,
+                    dag_id=dag_id,
+                    dry_run=bool(params.get("dry_run")),
+                    params=params,
+                    plan={"run_key": tables.run_key},
+                )
     if stale:
         log.info("dropped %d staging tables left by earlier runs: %s", len(stale), ", ".join(stale))
     return {
         "run_id": run_id,
         "run_key": tables.run_key,
-        "metrics": {"wall_s": round(time.perf_counter() - t0, 3), "peak_rss_mb": round(peak_rss_mb(), 1),
-                    "db_statements": _statements_since(s0)},
-    }  # fmt: skip
+        "metrics": {
+            "wall_s": round(time.perf_counter() - t0, 3),
+            "peak_rss_mb": round(peak_rss_mb(), 1),
+            "db_statements": _statements_since(s0),
+        },
+    }
 
 
 def plan_entity(api: TrackierSettings, entity: Entity) -> list[Shard]:
@@ -109,10 +118,19 @@ def plan_entity(api: TrackierSettings, entity: Entity) -> list[Shard]:
     # The rate is the whole sweep's; its extract tasks share it at run time (ratelimit.py).
     for shard in shards:
         shard["requests_per_second"] = api.requests_per_second
-    log.info("%s: %s pagination, total %s, %d shard(s): %s", entity, probe.style, probe.total, len(shards),
-             "; ".join(s["label"] for s in shards))  # fmt: skip
-    shards[0]["probe"] = {"requests": client.stats.requests, "wall_s": round(time.perf_counter() - t0, 3),
-                          "peak_rss_mb": round(peak_rss_mb(), 1)}  # fmt: skip
+    log.info(
+        "%s: %s pagination, total %s, %d shard(s): %s",
+        entity,
+        probe.style,
+        probe.total,
+        len(shards),
+        "; ".join(s["label"] for s in shards),
+    )
+    shards[0]["probe"] = {
+        "requests": client.stats.requests,
+        "wall_s": round(time.perf_counter() - t0, 3),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+    }
     return shards
 
 
@@ -132,8 +150,9 @@ def extract_shard(
     s0 = dbmod.STATEMENTS.count
     with sweep_rate_limiter(db, run["run_id"], shard["requests_per_second"]) as limiter:
         client = TrackierClient(api, limiter=limiter)
-        summary = extract.extract_shard(db, client, run["run_id"], shard, fetch_threads=api.fetch_threads,
-                                try_number=try_number).as_dict()  # fmt: skip
+        summary = extract.extract_shard(
+            db, client, run["run_id"], shard, fetch_threads=api.fetch_threads, try_number=try_number
+        ).as_dict()
     summary["db_statements"] = _statements_since(s0)
     return summary
 
@@ -143,9 +162,7 @@ def expected_totals(summaries: list[ShardSummary]) -> dict[str, int | None]:
     return {s["entity"]: s.get("expected_total") for s in summaries}
 
 
-def check_sweep(
-    db: DatabaseSettings, run: RunHandle, summaries: list[ShardSummary], max_error_rate: float
-) -> Sweep:
+def check_sweep(db: DatabaseSettings, run: RunHandle, summaries: list[ShardSummary], max_error_rate: float) -> Sweep:
     """Whole-sweep checks and the error-rate breaker (raises when it trips)."""
     t0 = time.perf_counter()
     s0 = dbmod.STATEMENTS.count
@@ -158,10 +175,18 @@ def check_sweep(
             log.info("run %s already merged; returning the sweep it recorded", run["run_id"])
             sweep = recorded_sweep(record)
         else:
-            sweep = sweep_checks.check_sweep(conn, run["run_id"], summaries,
-                                expected_totals=expected_totals(summaries), max_error_rate=max_error_rate)  # fmt: skip
-    sweep["metrics"] = {"wall_s": round(time.perf_counter() - t0, 3), "peak_rss_mb": round(peak_rss_mb(), 1),
-                        "db_statements": _statements_since(s0)}  # fmt: skip
+            sweep = sweep_checks.check_sweep(
+                conn,
+                run["run_id"],
+                summaries,
+                expected_totals=expected_totals(summaries),
+                max_error_rate=max_error_rate,
+            )
+    sweep["metrics"] = {
+        "wall_s": round(time.perf_counter() - t0, 3),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "db_statements": _statements_since(s0),
+    }
     return sweep
 
 
@@ -178,20 +203,25 @@ def merge_catalogue(
     t0 = time.perf_counter()
     s0 = dbmod.STATEMENTS.count
     with connect(db) as conn:
-        counts = merge_sweep(conn, run["run_id"], sweep, deactivate_missing=deactivate_missing, dry_run=dry_run,
-                             max_deactivate_rate=max_deactivate_rate)  # fmt: skip
-    counts["metrics"] = {"wall_s": round(time.perf_counter() - t0, 3), "peak_rss_mb": round(peak_rss_mb(), 1),
-                         "db_statements": _statements_since(s0)}  # fmt: skip
+        counts = merge_sweep(
+            conn,
+            run["run_id"],
+            sweep,
+            deactivate_missing=deactivate_missing,
+            dry_run=dry_run,
+            max_deactivate_rate=max_deactivate_rate,
+        )
+    counts["metrics"] = {
+        "wall_s": round(time.perf_counter() - t0, 3),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "db_statements": _statements_since(s0),
+    }
     return counts
 
 
-def collect_metrics(
-    run: RunHandle, summaries: list[ShardSummary], sweep: Sweep, merged: MergeResult
-) -> RunMetrics:
+def collect_metrics(run: RunHandle, summaries: list[ShardSummary], sweep: Sweep, merged: MergeResult) -> RunMetrics:
     """Measured figures of the whole run, per phase and per task, for sync_runs and the event."""
-    extract_tasks = [
-        {"task": s["label"], "wall_s": s["wall_s"], "peak_rss_mb": s["peak_rss_mb"]} for s in summaries
-    ]
+    extract_tasks = [{"task": s["label"], "wall_s": s["wall_s"], "peak_rss_mb": s["peak_rss_mb"]} for s in summaries]
     tasks = [
         {"task": "start_sync", **{k: run["metrics"][k] for k in ("wall_s", "peak_rss_mb")}},
         *extract_tasks,
@@ -215,11 +245,15 @@ def collect_metrics(
         "records_fetched": sum(s["records"] for s in summaries),
         "records_valid": sum(s["valid"] for s in summaries),
         "records_rejected": sweep["rejected"],
-        "db_statements": run["metrics"]["db_statements"] + sum(s["db_statements"] for s in summaries)
-        + sweep["metrics"]["db_statements"] + merged["metrics"]["db_statements"],
-        "shards": {"advertisers": sum(1 for s in summaries if s["entity"] == "advertisers"),
-                   "campaigns": sum(1 for s in summaries if s["entity"] == "campaigns")},
-    }  # fmt: skip
+        "db_statements": run["metrics"]["db_statements"]
+        + sum(s["db_statements"] for s in summaries)
+        + sweep["metrics"]["db_statements"]
+        + merged["metrics"]["db_statements"],
+        "shards": {
+            "advertisers": sum(1 for s in summaries if s["entity"] == "advertisers"),
+            "campaigns": sum(1 for s in summaries if s["entity"] == "campaigns"),
+        },
+    }
 
 
 def publish_result(
@@ -233,24 +267,37 @@ def publish_result(
     run_id = run["run_id"]
     metrics = collect_metrics(run, summaries, sweep, merged)
     problems = merged.get("problems") or sweep["problems"]  # the merge adds the deactivation guard's
-    clean = (sweep["complete_sweep"] and sweep["rejected"] == 0 and sweep["failed_pages"] == 0
-             and not merged.get("deactivation_blocked"))  # fmt: skip
+    clean = (
+        sweep["complete_sweep"]
+        and sweep["rejected"] == 0
+        and sweep["failed_pages"] == 0
+        and not merged.get("deactivation_blocked")
+    )
     status = "completed" if clean else "completed_with_errors"
     # The duration and the dry-run flag are filled in by the UPDATE itself, from the run's row.
     provisional = build_result(
-        run_id, status, merged, 0.0,
+        run_id,
+        status,
+        merged,
+        0.0,
         complete_sweep=sweep["complete_sweep"],
         failed_pages=sweep["failed_pages"],
         problems=problems[:10],
         metrics=metrics,
         pagination=pagination_verdicts(summaries),
         **{k: bool(merged.get(k)) for k in MERGE_FLAGS},
-    )  # fmt: skip
+    )
     with connect(db, autocommit=True) as conn:
-        row = conn.execute(dbmod.query("runs_finish"), {
-            "run_id": run_id, "status": status, "result": Jsonb(provisional), "metrics": Jsonb(metrics),
-            "error": "; ".join(problems[:5]) or None,
-        }).fetchone()  # fmt: skip
+        row = conn.execute(
+            dbmod.query("runs_finish"),
+            {
+                "run_id": run_id,
+                "status": status,
+                "result": Jsonb(provisional),
+                "metrics": Jsonb(metrics),
+                "error": "; ".join(problems[:5]) or None,
+            },
+        ).fetchone()
         if row is None:
             # This task cleared and run again: the run's result is final; hand it out unchanged.
             record = get_run(conn, run_id)
@@ -304,14 +351,14 @@ def release_event_claim(run_id: str, try_number: int, db: DatabaseSettings | Non
     try:
         db = db or DatabaseSettings.from_airflow()
         with connect(db, autocommit=True) as conn:
-            released = conn.execute(dbmod.query("runs_release_event"),
-                                    {"run_id": run_id, "try_number": try_number}).rowcount  # fmt: skip
+            released = conn.execute(
+                dbmod.query("runs_release_event"), {"run_id": run_id, "try_number": try_number}
+            ).rowcount
         if released:
-            log.warning("run %s: try %s failed after claiming the offers event; released for its retry",
-                        run_id, try_number)  # fmt: skip
+            log.warning(
+                "run %s: try %s failed after claiming the offers event; released for its retry", run_id, try_number
+            )
         return bool(released)
     except Exception:
         log.exception("could not release the offers event claim of run %s try %s", run_id, try_number)
         return False
-
-

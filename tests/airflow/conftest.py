@@ -33,8 +33,9 @@ class AirflowHarness:
         env: dict[str, str] | None = None,
         dag_id: str = "trackier_offer_sync",
     ) -> DagTestRun:
-        environment = airflow_env(self.home, trackier_conn=trackier_conn(server, **(conn_extra or {})),
-                                  offers_db_url=offers_db_url, extra=env)  # fmt: skip
+        environment = airflow_env(
+            self.home, trackier_conn=trackier_conn(server, **(conn_extra or {})), offers_db_url=offers_db_url, extra=env
+        )
         return run_dag_test(environment, conf, dag_id=dag_id, timeout=600)
 
     def metadata(self, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -59,7 +60,10 @@ class AirflowHarness:
 @pytest.fixture(scope="session")
 def airflow(tmp_path_factory: pytest.TempPathFactory) -> AirflowHarness:
     home = tmp_path_factory.mktemp("airflow_home")
-    env = airflow_env(home, trackier_conn={"conn_type": "http", "host": "http://127.0.0.1:9"},
-                      offers_db_url="postgresql://unused@127.0.0.1:9/unused")  # fmt: skip
+    env = airflow_env(
+        home,
+        trackier_conn={"conn_type": "http", "host": "http://127.0.0.1:9"},
+        offers_db_url="postgresql://unused@127.0.0.1:9/unused",
+    )
     prepare_home(home, env)
     return AirflowHarness(home)

@@ -83,11 +83,19 @@ print("RESULT" + json.dumps(out, default=str))
 
 
 def _parse(tmp_path, minutes: str) -> dict[str, Any]:
-    env = airflow_env(tmp_path, trackier_conn={"conn_type": "http", "host": "http://127.0.0.1:9"},
-                      offers_db_url="postgresql://x@127.0.0.1:9/x",
-                      extra={"OFFER_SYNC_DEADLINE_MINUTES": minutes})  # fmt: skip
-    proc = subprocess.run([sys.executable, "-c", PARSE_PROBE, str(REPO_ROOT / "dags")], env=env,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    env = airflow_env(
+        tmp_path,
+        trackier_conn={"conn_type": "http", "host": "http://127.0.0.1:9"},
+        offers_db_url="postgresql://x@127.0.0.1:9/x",
+        extra={"OFFER_SYNC_DEADLINE_MINUTES": minutes},
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", PARSE_PROBE, str(REPO_ROOT / "dags")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT")), None)
     assert line, proc.stdout[-3000:] + proc.stderr[-3000:]
     return json.loads(line[len("RESULT") :])
@@ -96,11 +104,15 @@ def _parse(tmp_path, minutes: str) -> dict[str, Any]:
 def test_deadline_alert_is_attached_to_the_dag(tmp_path) -> None:
     parsed = _parse(tmp_path, "0.25")
     assert parsed["errors"] == {}
-    assert parsed["deadlines"] == [{
-        "reference": "DagRunQueuedAtDeadline", "interval_s": 15.0, "callback": "AsyncCallback",
-        "path": "include.offer_sync.alerts.callbacks.deadline_missed",
-        "kwargs": {"threshold_s": 15.0, "dag_id": "trackier_offer_sync"},
-    }]  # fmt: skip
+    assert parsed["deadlines"] == [
+        {
+            "reference": "DagRunQueuedAtDeadline",
+            "interval_s": 15.0,
+            "callback": "AsyncCallback",
+            "path": "include.offer_sync.alerts.callbacks.deadline_missed",
+            "kwargs": {"threshold_s": 15.0, "dag_id": "trackier_offer_sync"},
+        }
+    ]
     assert parsed["serialized_deadline"] is True
     assert parsed["callbacks"] == [True, True]
     # The example consumer listens to the very Asset the sync emits.
@@ -111,8 +123,9 @@ def test_deadline_alert_is_attached_to_the_dag(tmp_path) -> None:
 
 
 @pytest.mark.airflow
-def test_healthy_run_raises_no_alert_and_posts_its_sync_result(airflow, fake_trackier, offers_db_url, sql,
-                                                               webhook) -> None:  # fmt: skip
+def test_healthy_run_raises_no_alert_and_posts_its_sync_result(
+    airflow, fake_trackier, offers_db_url, sql, webhook
+) -> None:
     """Default thresholds: every rule stays silent; the completion webhook gets the sync_result."""
     server = fake_trackier(Catalogue(advertisers=6, campaigns=120, seed=3))
     _ran(airflow.run(server, offers_db_url, env=webhook.conn_env()))
@@ -199,11 +212,16 @@ def test_alert_rule_memory_over_1gb(airflow, fake_trackier, offers_db_url, sql, 
     (conf ``alert_thresholds``) above the peak keeps it silent. Extra notifiers get the same alert."""
     server = fake_trackier(Catalogue(advertisers=3, campaigns=40, seed=5))
     message = {"text": "{{ offer_sync_alert_text }}", "rule": "{{ offer_sync_alert.rule }}"}
-    chat = {"class": "airflow.providers.http.notifications.http.HttpNotifier",
-            "kwargs": {"http_conn_id": "team_chat", "endpoint": "chat", "json": message}}  # fmt: skip
-    env = {**webhook.conn_env(), "OFFER_SYNC_MAX_TASK_RSS_MB": "1",
-           "OFFER_SYNC_EXTRA_NOTIFIERS": json.dumps([chat]),
-           "AIRFLOW_CONN_TEAM_CHAT": json.dumps({"conn_type": "http", "host": webhook.url})}  # fmt: skip
+    chat = {
+        "class": "airflow.providers.http.notifications.http.HttpNotifier",
+        "kwargs": {"http_conn_id": "team_chat", "endpoint": "chat", "json": message},
+    }
+    env = {
+        **webhook.conn_env(),
+        "OFFER_SYNC_MAX_TASK_RSS_MB": "1",
+        "OFFER_SYNC_EXTRA_NOTIFIERS": json.dumps([chat]),
+        "AIRFLOW_CONN_TEAM_CHAT": json.dumps({"conn_type": "http", "host": webhook.url}),
+    }
 
     _ran(airflow.run(server, offers_db_url, env=env, conf={"alert_thresholds": {"max_task_rss_mb": 1_000_000}}))
     assert alert_rows(sql) == []
@@ -278,9 +296,12 @@ def test_alert_rule_run_failed_outright(airflow, fake_trackier, offers_db_url, s
 def test_dead_webhook_does_not_fail_the_sync(airflow, fake_trackier, offers_db_url, sql) -> None:
     """The webhook's port is closed: the sync still succeeds, the alert is still recorded."""
     server = fake_trackier(Catalogue(advertisers=2, campaigns=20, seed=6))
-    env = {"AIRFLOW_CONN_OFFER_SYNC_WEBHOOK": json.dumps({"conn_type": "http",
-                                                         "host": f"http://127.0.0.1:{closed_port()}/hook"}),
-           "OFFER_SYNC_MAX_DURATION_S": "0.001"}  # fmt: skip
+    env = {
+        "AIRFLOW_CONN_OFFER_SYNC_WEBHOOK": json.dumps(
+            {"conn_type": "http", "host": f"http://127.0.0.1:{closed_port()}/hook"}
+        ),
+        "OFFER_SYNC_MAX_DURATION_S": "0.001",
+    }
     run = airflow.run(server, offers_db_url, env=env)
     _ran(run)
     result = latest_run(sql)

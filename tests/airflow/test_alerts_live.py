@@ -43,8 +43,15 @@ def running_triggerer(server: AirflowServer) -> Iterator[subprocess.Popen[bytes]
     """``airflow triggerer`` with the server's environment, in its own process group."""
     env = {**server.env, "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port())}
     with (server.home / "triggerer.log").open("wb") as log:
-        proc = subprocess.Popen([airflow_bin(), "triggerer"], env=env, cwd=server.home, stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            [airflow_bin(), "triggerer"],
+            env=env,
+            cwd=server.home,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     try:
         yield proc
     finally:
@@ -73,8 +80,10 @@ def test_deadline_alert_fires_while_the_run_is_held_and_the_consumer_runs_from_t
     webhook = WebhookReceiver()
     env = {**webhook.conn_env(), "OFFER_SYNC_DEADLINE_MINUTES": "0.1", "OFFER_SYNC_API_POOL": HELD_POOL}
     try:
-        with live_airflow(pg_admin_url, catalogue=Catalogue(3, 60, seed=9), extra_env=env) as live, \
-                running_triggerer(live.airflow) as triggerer:  # fmt: skip
+        with (
+            live_airflow(pg_admin_url, catalogue=Catalogue(3, 60, seed=9), extra_env=env) as live,
+            running_triggerer(live.airflow) as triggerer,
+        ):
             af = live.airflow
             _ok(af.api("POST", "/api/v2/pools", json={"name": HELD_POOL, "slots": 0}))
             af.wait_for_dag(CONSUMER)
@@ -117,8 +126,11 @@ def test_deadline_alert_fires_while_the_run_is_held_and_the_consumer_runs_from_t
             assert len(webhook.alerts("deadline")) == 1  # a missed deadline alerts once
 
             # The Asset event starts the consumer, which reads the counts from it.
-            consumer = wait_until(lambda: [r for r in _runs(af, CONSUMER) if r["state"] in ("success", "failed")],
-                                  timeout=240, what="an offers_consumer_example run")  # fmt: skip
+            consumer = wait_until(
+                lambda: [r for r in _runs(af, CONSUMER) if r["state"] in ("success", "failed")],
+                timeout=240,
+                what="an offers_consumer_example run",
+            )
             assert consumer[0]["state"] == "success"
             assert consumer[0]["run_type"] == "asset_triggered"
             counts = af.return_value(consumer[0]["dag_run_id"], "read_sync_counts", dag_id=CONSUMER)

@@ -26,10 +26,27 @@ def test_bench_tiny_writes_results_and_table(tmp_path: Path) -> None:
     out, markdown, chart = tmp_path / "out", tmp_path / "BENCHMARKS.md", tmp_path / "benchmark.png"
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--sizes", "tiny", "--no-peers", "--fresh",
-         "--out", str(out), "--markdown", str(markdown), "--chart", str(chart)],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "bench.run",
+            "--sizes",
+            "tiny",
+            "--no-peers",
+            "--fresh",
+            "--out",
+            str(out),
+            "--markdown",
+            str(markdown),
+            "--chart",
+            str(chart),
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     results = json.loads((out / "results.json").read_text())

@@ -37,9 +37,24 @@ CONN_EXTRA = {"requests_per_second": RATE}
 #: Task-level settings for both runs: no schedule (no catch-up run on unpause), no deadline alerts.
 TASK_ENV = {"OFFER_SYNC_SCHEDULE": "none", "OFFER_SYNC_DEADLINE_MINUTES": "0"}
 #: The counts that must be equal, whoever ran the tasks.
-COUNTS = ("status", "added", "updated", "unchanged", "deactivated", "reactivated", "rejected", "duplicates",
-          "campaigns_processed", "advertisers_processed", "brands_added", "brands_updated", "failed_pages",
-          "complete_sweep", "error_rate", "dry_run")  # fmt: skip
+COUNTS = (
+    "status",
+    "added",
+    "updated",
+    "unchanged",
+    "deactivated",
+    "reactivated",
+    "rejected",
+    "duplicates",
+    "campaigns_processed",
+    "advertisers_processed",
+    "brands_added",
+    "brands_updated",
+    "failed_pages",
+    "complete_sweep",
+    "error_rate",
+    "dry_run",
+)
 #: Every column of a row except where and when it was written (ids, timestamps, run ids).
 CONTENT = """
     SELECT jsonb_object_agg(key, value ORDER BY key)
@@ -50,8 +65,10 @@ CONTENT = """
 
 def table_contents(sql: Any) -> dict[str, list[Any]]:
     offer_content = CONTENT.replace("to_jsonb(t)", "to_jsonb(o)")
-    offers = sql(f"SELECT b.trackier_id, ({offer_content}) FROM offers o JOIN brands b ON b.id = o.brand_id "
-                 "ORDER BY o.trackier_id")  # fmt: skip
+    offers = sql(
+        f"SELECT b.trackier_id, ({offer_content}) FROM offers o JOIN brands b ON b.id = o.brand_id "
+        "ORDER BY o.trackier_id"
+    )
     brands = sql(f"SELECT ({CONTENT}) FROM brands t ORDER BY t.trackier_id")
     return {"offers": offers, "brands": brands}
 
@@ -61,8 +78,15 @@ def test_celery_two_workers_share_the_mapped_extracts_and_match_dags_test(
     pg_admin_url: str, airflow: Any, fake_trackier: Any, offers_db_url: str, sql: Any
 ) -> None:
     # --- the distributed run -----------------------------------------------------------------
-    with live_airflow(pg_admin_url, Catalogue(**CATALOGUE), conn_extra=CONN_EXTRA, executor="CeleryExecutor",
-                      celery_workers=WORKERS, triggerer=True, extra_env=TASK_ENV) as af:  # fmt: skip
+    with live_airflow(
+        pg_admin_url,
+        Catalogue(**CATALOGUE),
+        conn_extra=CONN_EXTRA,
+        executor="CeleryExecutor",
+        celery_workers=WORKERS,
+        triggerer=True,
+        extra_env=TASK_ENV,
+    ) as af:
         af.unpause()
         af.fake.reset_stats()
         started = time.perf_counter()

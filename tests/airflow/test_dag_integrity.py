@@ -45,13 +45,17 @@ print("RESULT" + json.dumps(out))
 @pytest.fixture(scope="module")
 def parsed(tmp_path_factory: pytest.TempPathFactory) -> dict:
     home = tmp_path_factory.mktemp("parse_home")
-    env = airflow_env(home, trackier_conn={"conn_type": "http", "host": "http://127.0.0.1:9"},
-                      offers_db_url="postgresql://x@127.0.0.1:9/x")  # fmt: skip
-    proc = subprocess.run([sys.executable, "-c", PROBE, str(REPO_ROOT / "dags")], env=env, capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
+    env = airflow_env(
+        home,
+        trackier_conn={"conn_type": "http", "host": "http://127.0.0.1:9"},
+        offers_db_url="postgresql://x@127.0.0.1:9/x",
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, str(REPO_ROOT / "dags")], env=env, capture_output=True, text=True, timeout=300
+    )
     line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT")), None)
     assert line, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return json.loads(line[len("RESULT"):])
+    return json.loads(line[len("RESULT") :])
 
 
 def test_every_dag_file_imports_without_errors(parsed: dict) -> None:
@@ -80,8 +84,16 @@ def test_params_for_the_trigger_form(parsed: dict) -> None:
 
 def test_tasks_have_retries_docs_and_labels(parsed: dict) -> None:
     tasks = parsed["tasks"]
-    assert set(tasks) >= {"start_sync", "plan_advertisers", "plan_campaigns", "extract_advertisers",
-                          "extract_campaigns", "check_sweep", "merge_catalogue", "publish_result"}  # fmt: skip
+    assert set(tasks) >= {
+        "start_sync",
+        "plan_advertisers",
+        "plan_campaigns",
+        "extract_advertisers",
+        "extract_campaigns",
+        "check_sweep",
+        "merge_catalogue",
+        "publish_result",
+    }
     for task_id, task in tasks.items():
         assert task["retries"] >= 1, task_id
         assert task["retry_policy"] == "ExceptionRetryPolicy", task_id

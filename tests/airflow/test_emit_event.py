@@ -28,11 +28,17 @@ pytestmark = pytest.mark.airflow
 DAG_ID = "trackier_offer_sync"
 
 
-def dags_test(airflow, server, offers_db_url: str, *, logical_date: str | None = None,
-              conf: dict[str, Any] | None = None, env: dict[str, str] | None = None) -> DagTestRun:  # fmt: skip
+def dags_test(
+    airflow,
+    server,
+    offers_db_url: str,
+    *,
+    logical_date: str | None = None,
+    conf: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+) -> DagTestRun:
     """``airflow dags test`` as the harness runs it, optionally for a fixed logical date (a re-run)."""
-    environment = airflow_env(airflow.home, trackier_conn=trackier_conn(server), offers_db_url=offers_db_url,
-                              extra=env)  # fmt: skip
+    environment = airflow_env(airflow.home, trackier_conn=trackier_conn(server), offers_db_url=offers_db_url, extra=env)
     cmd = [airflow_bin(), "dags", "test", DAG_ID, *([logical_date] if logical_date else [])]
     if conf:
         cmd += ["-c", json.dumps(conf)]
@@ -51,7 +57,9 @@ def offers_events(airflow, run_id: str) -> list[tuple[int, str, dict[str, Any]]]
     """(event id, emitting task, extra) of every `offers` event that run emitted."""
     rows = airflow.metadata(
         "SELECT e.id, e.source_task_id, e.extra FROM asset_event e JOIN asset a ON a.id = e.asset_id "
-        "WHERE a.name = 'offers' AND e.source_run_id = ? ORDER BY e.id", (run_id,))  # fmt: skip
+        "WHERE a.name = 'offers' AND e.source_run_id = ? ORDER BY e.id",
+        (run_id,),
+    )
     return [(i, task, json.loads(extra) if isinstance(extra, str) else extra) for i, task, extra in rows]
 
 
@@ -66,7 +74,11 @@ def stored_result(sql, run_id: str) -> dict[str, Any]:
 
 
 def test_a_dry_run_emits_no_offers_event_and_no_webhook_but_still_alerts(
-    airflow, fake_trackier, offers_db_url, sql, webhook  # noqa: F811
+    airflow,
+    fake_trackier,
+    offers_db_url,
+    sql,
+    webhook,  # noqa: F811
 ) -> None:
     catalogue = Catalogue(advertisers=3, campaigns=40, seed=14)
     server = fake_trackier(catalogue)
@@ -110,13 +122,27 @@ def test_clearing_publish_result_or_the_emit_task_does_not_emit_the_event_twice(
 
     for cleared in (["publish_result"], ["emit_offers_event"]):
         tries = live_tries(af, run_id)
-        resp = af.api("POST", f"/api/v2/dags/{DAG_ID}/clearTaskInstances", json={
-            "dry_run": False, "dag_run_id": run_id, "task_ids": cleared, "only_failed": False,
-            "include_downstream": True, "reset_dag_runs": True})  # fmt: skip
+        resp = af.api(
+            "POST",
+            f"/api/v2/dags/{DAG_ID}/clearTaskInstances",
+            json={
+                "dry_run": False,
+                "dag_run_id": run_id,
+                "task_ids": cleared,
+                "only_failed": False,
+                "include_downstream": True,
+                "reset_dag_runs": True,
+            },
+        )
         assert resp.status_code == 200, resp.text
-        wait_until(lambda: live_tries(af, run_id)["emit_offers_event"][0] > tries["emit_offers_event"][0]  # noqa: B023
-                   and af.dag_run(run_id)["state"] in ("success", "failed"), 300,
-                   what=f"{cleared} to run again")  # fmt: skip
+        wait_until(
+            lambda: (
+                live_tries(af, run_id)["emit_offers_event"][0] > tries["emit_offers_event"][0]  # noqa: B023
+                and af.dag_run(run_id)["state"] in ("success", "failed")
+            ),
+            300,
+            what=f"{cleared} to run again",
+        )
         assert af.dag_run(run_id)["state"] == "success", af.log_tail("scheduler")
         again = live_tries(af, run_id)
         for task in ("publish_result", "emit_offers_event"):
@@ -131,11 +157,14 @@ def test_clearing_publish_result_or_the_emit_task_does_not_emit_the_event_twice(
 def live_offers_events(af, run_id: str) -> list[tuple[int, str, dict[str, Any]]]:
     rows = af.metadata(
         "SELECT e.id, e.source_task_id, e.extra FROM asset_event e JOIN asset a ON a.id = e.asset_id "
-        "WHERE a.name = 'offers' AND e.source_run_id = %s ORDER BY e.id", (run_id,))  # fmt: skip
+        "WHERE a.name = 'offers' AND e.source_run_id = %s ORDER BY e.id",
+        (run_id,),
+    )
     return [(i, task, json.loads(extra) if isinstance(extra, str) else extra) for i, task, extra in rows]
 
 
 def live_tries(af, run_id: str) -> dict[str, tuple[int, str | None]]:
-    rows = af.metadata("SELECT task_id, try_number, state FROM task_instance WHERE run_id = %s AND map_index = -1",
-                       (run_id,))  # fmt: skip
+    rows = af.metadata(
+        "SELECT task_id, try_number, state FROM task_instance WHERE run_id = %s AND map_index = -1", (run_id,)
+    )
     return {task: (tries, state) for task, tries, state in rows}

@@ -77,11 +77,18 @@ def merge_process(tmp_path: Path, offers_db_url: str) -> Iterator[Callable[..., 
 
     def start(staged: dict[str, Any], **env: str) -> subprocess.Popen[str]:
         path = tmp_path / f"staged-{len(started)}.json"
-        path.write_text(json.dumps({**{k: staged[k] for k in ("run", "sweep", "summaries", "params")},
-                                    "db_url": offers_db_url}))  # fmt: skip
+        path.write_text(
+            json.dumps({**{k: staged[k] for k in ("run", "sweep", "summaries", "params")}, "db_url": offers_db_url})
+        )
         environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **env}
-        proc = subprocess.Popen([sys.executable, "-m", "tests.merge_process", str(path)], cwd=REPO_ROOT,
-                                env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.merge_process", str(path)],
+            cwd=REPO_ROOT,
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         started.append(proc)
         return proc
 
@@ -95,12 +102,18 @@ def merge_process(tmp_path: Path, offers_db_url: str) -> Iterator[Callable[..., 
 
 def _blocked_merge_backend(sql: Sql) -> int:
     """The merge's backend once it waits on our row lock, after it wrote brands and offers."""
-    pid = wait_for(lambda: sql("""SELECT pid FROM pg_stat_activity WHERE application_name = 'trackier_offer_sync'
+    pid = wait_for(
+        lambda: sql("""SELECT pid FROM pg_stat_activity WHERE application_name = 'trackier_offer_sync'
                                     AND datname = current_database() AND wait_event_type = 'Lock'"""),
-                   "the merge to block on the held offer row", timeout=60)[0][0]  # fmt: skip
-    written = sql("""SELECT c.relname FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+        "the merge to block on the held offer row",
+        timeout=60,
+    )[0][0]
+    written = sql(
+        """SELECT c.relname FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
                      WHERE l.pid = %s AND l.mode = 'RowExclusiveLock' AND c.relname IN ('brands', 'offers')
-                     ORDER BY 1""", (pid,))  # fmt: skip
+                     ORDER BY 1""",
+        (pid,),
+    )
     assert written == [("brands",), ("offers",)], "it is mid-merge: it has written brands and offers"
     assert sql("""SELECT count(*) FROM pg_locks WHERE pid = %s AND locktype = 'advisory' AND granted""", (pid,)) == [
         (1,)
@@ -188,8 +201,11 @@ def _task_process_of_backend(af: Any, backend_pid: int) -> psutil.Process:
     database connection is served by ``backend_pid``: matched by the backend's client port."""
     port = af.sql("SELECT client_port FROM pg_stat_activity WHERE pid = %s", (backend_pid,))[0][0]
     scheduler = psutil.Process(af.processes["scheduler"].pid)
-    owners = [p for p in scheduler.children(recursive=True)
-              if any(c.laddr and c.laddr.port == port for c in p.net_connections(kind="tcp"))]  # fmt: skip
+    owners = [
+        p
+        for p in scheduler.children(recursive=True)
+        if any(c.laddr and c.laddr.port == port for c in p.net_connections(kind="tcp"))
+    ]
     assert len(owners) == 1, owners
     return owners[0]
 
@@ -216,8 +232,9 @@ def test_a_task_process_killed_mid_merge_under_the_scheduler_is_retried_and_merg
             run_id = af.trigger()
             backend = _blocked_merge_backend(af.sql)
             task = _task_process_of_backend(af, backend)
-            [(ti_pid, try_number)] = af.metadata("SELECT pid, try_number FROM task_instance WHERE run_id = %s "
-                                                 "AND task_id = 'merge_catalogue'", (run_id,))  # fmt: skip
+            [(ti_pid, try_number)] = af.metadata(
+                "SELECT pid, try_number FROM task_instance WHERE run_id = %s AND task_id = 'merge_catalogue'", (run_id,)
+            )
             assert (task.pid, try_number) == (ti_pid, 1), "the process holding the merge is merge_catalogue's task"
 
             task.kill()  # SIGKILL
@@ -229,8 +246,9 @@ def test_a_task_process_killed_mid_merge_under_the_scheduler_is_retried_and_merg
 
         run = af.wait_for_run(run_id, timeout=300)
         assert run["state"] == "success"
-        [(state, tries)] = af.metadata("SELECT state, try_number FROM task_instance WHERE run_id = %s "
-                                       "AND task_id = 'merge_catalogue'", (run_id,))  # fmt: skip
+        [(state, tries)] = af.metadata(
+            "SELECT state, try_number FROM task_instance WHERE run_id = %s AND task_id = 'merge_catalogue'", (run_id,)
+        )
         assert (state, tries) == ("success", 2), "Airflow retried the killed task, and the retry merged"
         result = af.return_value(run_id, "publish_result")
         assert result["status"] == "completed"

@@ -22,8 +22,19 @@ from devtools.airflow_server import DAG_ID, LiveAirflow
 
 pytestmark = pytest.mark.airflow
 
-RESULT_KEYS = {"status", "added", "updated", "unchanged", "deactivated", "rejected", "error_rate", "duration_s",
-               "run_id", "campaigns_processed", "advertisers_processed"}  # fmt: skip
+RESULT_KEYS = {
+    "status",
+    "added",
+    "updated",
+    "unchanged",
+    "deactivated",
+    "rejected",
+    "error_rate",
+    "duration_s",
+    "run_id",
+    "campaigns_processed",
+    "advertisers_processed",
+}
 
 
 def _catalogue_ids(live: LiveAirflow) -> tuple[set[str], set[str]]:
@@ -47,8 +58,9 @@ def _offers_state(live: LiveAirflow) -> tuple[Any, ...]:
 def test_rest_api_with_plain_http(airflow_server: LiveAirflow) -> None:
     base = airflow_server.url
     # 1. A token (SimpleAuthManager here; the FAB auth manager answers the same endpoint).
-    resp = requests.post(f"{base}/auth/token", timeout=30,
-                         json={"username": "op", "password": airflow_server.passwords["op"]})  # fmt: skip
+    resp = requests.post(
+        f"{base}/auth/token", timeout=30, json={"username": "op", "password": airflow_server.passwords["op"]}
+    )
     assert resp.status_code == 201, resp.text
     headers = {"Authorization": f"Bearer {resp.json()['access_token']}"}
 
@@ -59,8 +71,9 @@ def test_rest_api_with_plain_http(airflow_server: LiveAirflow) -> None:
 
     # 3. Trigger with changed params (logical_date must be present, null = "now").
     conf = {"page_size": 100, "max_error_rate": 0.1}
-    resp = requests.post(f"{base}/api/v2/dags/{DAG_ID}/dagRuns", headers=headers, timeout=30,
-                         json={"logical_date": None, "conf": conf})  # fmt: skip
+    resp = requests.post(
+        f"{base}/api/v2/dags/{DAG_ID}/dagRuns", headers=headers, timeout=30, json={"logical_date": None, "conf": conf}
+    )
     assert resp.status_code == 200, resp.text
     run_id = resp.json()["dag_run_id"]
     assert resp.json()["conf"] == conf
@@ -74,8 +87,12 @@ def test_rest_api_with_plain_http(airflow_server: LiveAirflow) -> None:
     assert state == "success", airflow_server.log_tail("scheduler")
 
     # 5. The result: publish_result's return value (the sync_result contract).
-    resp = requests.get(f"{run_url}/taskInstances/publish_result/xcomEntries/return_value", headers=headers,
-                        params={"deserialize": "true"}, timeout=30)  # fmt: skip
+    resp = requests.get(
+        f"{run_url}/taskInstances/publish_result/xcomEntries/return_value",
+        headers=headers,
+        params={"deserialize": "true"},
+        timeout=30,
+    )
     assert resp.status_code == 200, resp.text
     result: dict[str, Any] = resp.json()["value"]
     assert result.keys() >= RESULT_KEYS
@@ -87,8 +104,9 @@ def test_rest_api_with_plain_http(airflow_server: LiveAirflow) -> None:
     assert _db_ids(airflow_server) == (campaigns, advertisers)
     assert result["campaigns_processed"] == len(campaigns)
     assert result["added"] + result["updated"] + result["unchanged"] == len(campaigns)
-    row = airflow_server.sql("SELECT status, params, added, updated, unchanged FROM sync_runs WHERE run_id = %s",
-                             (run_id,))  # fmt: skip
+    row = airflow_server.sql(
+        "SELECT status, params, added, updated, unchanged FROM sync_runs WHERE run_id = %s", (run_id,)
+    )
     assert row, "the run wrote no sync_runs row"
     status, params, *counts = row[0]
     assert status == "completed"
@@ -124,8 +142,9 @@ def test_rest_api_with_official_client(airflow_server: LiveAirflow) -> None:
             assert time.monotonic() < deadline, f"run {run.dag_run_id} still {state}"
             time.sleep(2)
         assert state == "success", airflow_server.log_tail("scheduler")
-        entry = XComApi(client).get_xcom_entry(DAG_ID, "publish_result", run.dag_run_id, "return_value",
-                                               deserialize=True)  # fmt: skip
+        entry = XComApi(client).get_xcom_entry(
+            DAG_ID, "publish_result", run.dag_run_id, "return_value", deserialize=True
+        )
         result = entry.actual_instance.value  # the response is a wrapper around the entry
 
     assert result.keys() >= RESULT_KEYS

@@ -57,12 +57,16 @@ def test_presets_are_airflows() -> None:
 
 
 def parse_dag(tmp_path: Path, schedule: str) -> dict:
-    env = airflow_env(tmp_path, trackier_conn={"conn_type": "http", "host": "http://127.0.0.1:9"},
-                      offers_db_url="postgresql://x@127.0.0.1:9/x",
-                      extra={"OFFER_SYNC_SCHEDULE": schedule})  # fmt: skip
+    env = airflow_env(
+        tmp_path,
+        trackier_conn={"conn_type": "http", "host": "http://127.0.0.1:9"},
+        offers_db_url="postgresql://x@127.0.0.1:9/x",
+        extra={"OFFER_SYNC_SCHEDULE": schedule},
+    )
     probe = PROBE.replace("str(v)[:500]", "str(v)[-1000:]")  # the end of the traceback holds the message
-    proc = subprocess.run([sys.executable, "-c", probe, str(REPO_ROOT / "dags")], env=env, capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, str(REPO_ROOT / "dags")], env=env, capture_output=True, text=True, timeout=300
+    )
     line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT")), None)
     assert line, proc.stdout[-3000:] + proc.stderr[-3000:]
     return json.loads(line[len("RESULT") :])

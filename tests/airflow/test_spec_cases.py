@@ -108,7 +108,8 @@ def test_case_5_duplicate_handling(airflow, fake_trackier, offers_db_url, sql) -
     assert sql("SELECT is_active FROM offers WHERE trackier_id = %s", (str(gone[0]),)) == [(False,)]
     assert sql("SELECT count(*) FROM offers") == [(80,)]
     assert sql("SELECT action FROM offer_audit WHERE trackier_id = %s ORDER BY id", (str(gone[0]),)) == [
-        ("inserted",), ("deactivated",)
+        ("inserted",),
+        ("deactivated",),
     ]
 
 

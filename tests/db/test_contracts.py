@@ -28,9 +28,13 @@ def test_each_task_returns_the_dict_its_contract_declares(fake_trackier, offers_
         sweep = tasks.check_sweep(offers_db, run, summaries, 0.05)
         merged = tasks.merge_catalogue(offers_db, run, sweep, deactivate_missing=True, dry_run=False)
         result = tasks.publish_result(offers_db, run, summaries, sweep, merged)
-        seen += [("RunHandle", contracts.RunHandle, run), ("Sweep", contracts.Sweep, sweep),
-                 ("MergeCounts", contracts.MergeCounts, merged), ("SyncResult", contracts.SyncResult, result),
-                 ("RunMetrics", contracts.RunMetrics, result["metrics"])]  # fmt: skip
+        seen += [
+            ("RunHandle", contracts.RunHandle, run),
+            ("Sweep", contracts.Sweep, sweep),
+            ("MergeCounts", contracts.MergeCounts, merged),
+            ("SyncResult", contracts.SyncResult, result),
+            ("RunMetrics", contracts.RunMetrics, result["metrics"]),
+        ]
         seen += [("Shard", contracts.Shard, s) for s in shards]
         seen += [("ShardSummary", contracts.ShardSummary, s) for s in summaries]
     # check_sweep cleared after the merge: the recorded form, also a Sweep

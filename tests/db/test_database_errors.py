@@ -207,7 +207,7 @@ def test_a_real_statement_timeout_names_the_setting(offers_db, monkeypatch) -> N
 def test_a_statement_timeout_set_on_the_role_says_so(offers_db, offers_db_url, sql) -> None:
     """Unset OFFER_SYNC_STATEMENT_TIMEOUT leaves the database's own statement_timeout alone (a DBA's choice)."""
     database = offers_db_url.rsplit("/", 1)[1]
-    sql(f'ALTER DATABASE "{database}" SET statement_timeout = \'100ms\'')
+    sql(f"ALTER DATABASE \"{database}\" SET statement_timeout = '100ms'")
     with connect(offers_db) as conn:
         assert conn.execute("SHOW statement_timeout").fetchone() == ("100ms",)
     error = error_of(lambda: in_session(offers_db, "SELECT pg_sleep(5)"))
@@ -256,8 +256,14 @@ def test_a_terminated_backend_is_a_lost_connection_and_the_only_db_connection_al
 
 def test_a_real_temp_file_limit_is_a_resource_error(offers_db) -> None:
     """Class 53 for real: temp_file_limit (configuration_limit_exceeded), as a full disk would be reported."""
-    error = error_of(lambda: in_session(offers_db, "SET temp_file_limit = '64kB'", "SET work_mem = '64kB'",
-                                        "SELECT g FROM generate_series(1, 200000) g ORDER BY g DESC"))  # fmt: skip
+    error = error_of(
+        lambda: in_session(
+            offers_db,
+            "SET temp_file_limit = '64kB'",
+            "SET work_mem = '64kB'",
+            "SELECT g FROM generate_series(1, 200000) g ORDER BY g DESC",
+        )
+    )
     assert isinstance(error, DatabaseResourceError), error
     assert error.sqlstate == "53400"
     assert "temporary file size exceeds temp_file_limit" in str(error)
@@ -267,12 +273,16 @@ def test_a_real_temp_file_limit_is_a_resource_error(offers_db) -> None:
 @pytest.mark.parametrize(
     ("error", "says"),
     [
-        (psycopg.errors.DiskFull("could not extend file \"base/16384/16397\": No space left on device"),
-         "is out of disk space: free space on the database server's data disk (SQLSTATE 53100 disk_full)"),
-        (psycopg.errors.OutOfMemory("out of memory"),
-         "ran out of memory: give the server more memory or lower OFFER_SYNC_WORK_MEM (now 256MB)"),
+        (
+            psycopg.errors.DiskFull('could not extend file "base/16384/16397": No space left on device'),
+            "is out of disk space: free space on the database server's data disk (SQLSTATE 53100 disk_full)",
+        ),
+        (
+            psycopg.errors.OutOfMemory("out of memory"),
+            "ran out of memory: give the server more memory or lower OFFER_SYNC_WORK_MEM (now 256MB)",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_full_disk_and_an_out_of_memory_server_are_reported_as_what_they_are(offers_db, error, says) -> None:
     """Cannot be provoked on a shared test machine: psycopg's own classes, raised inside a real session."""
     with pytest.raises(DatabaseResourceError) as raised, connect(offers_db):
@@ -292,12 +302,25 @@ def test_errors_about_the_data_or_our_sql_keep_psycopgs_own_exception(offers_db,
 def test_every_session_gets_the_timeouts_and_a_bad_value_is_a_configuration_error(offers_db, monkeypatch) -> None:
     shown = "SELECT current_setting(%s)"
     with connect(offers_db) as conn:
-        values = {s: conn.execute(shown, (s,)).fetchone()[0] for s in
-                  ("lock_timeout", "idle_in_transaction_session_timeout", "client_connection_check_interval",
-                   "work_mem", "statement_timeout", "jit")}  # fmt: skip
-    assert values == {"lock_timeout": "5min", "idle_in_transaction_session_timeout": "2min",
-                      "client_connection_check_interval": "10s", "work_mem": "256MB", "statement_timeout": "0",
-                      "jit": "off"}  # fmt: skip
+        values = {
+            s: conn.execute(shown, (s,)).fetchone()[0]
+            for s in (
+                "lock_timeout",
+                "idle_in_transaction_session_timeout",
+                "client_connection_check_interval",
+                "work_mem",
+                "statement_timeout",
+                "jit",
+            )
+        }
+    assert values == {
+        "lock_timeout": "5min",
+        "idle_in_transaction_session_timeout": "2min",
+        "client_connection_check_interval": "10s",
+        "work_mem": "256MB",
+        "statement_timeout": "0",
+        "jit": "off",
+    }
 
     monkeypatch.setenv("OFFER_SYNC_LOCK_TIMEOUT", "90s")
     monkeypatch.setenv("OFFER_SYNC_IDLE_IN_TRANSACTION_TIMEOUT", "0")  # 0 turns it off
@@ -328,11 +351,11 @@ def test_the_merge_waits_on_a_merge_lock_within_lock_timeout_then_completes(
         holder.execute(MERGE_LOCK)
         worker = Worker(lambda: merge_and_finish(offers_db, staged))
         worker.start()
-        wait_for(lambda: sql("""SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"""),
-                 "the merge to wait for the lock")  # fmt: skip
+        wait_for(
+            lambda: sql("""SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"""),
+            "the merge to wait for the lock",
+        )
         holder.execute(MERGE_UNLOCK)
         worker.join(60)
     assert worker.error is None, worker.error
     assert (worker.result["status"], worker.result["added"]) == ("completed", 20)
-
-

@@ -39,11 +39,36 @@ from include.offer_sync.trackier.pagination import Page
 # Text that must be stored byte for byte (valid wherever a name is; as an id, the ones with control
 # characters are refused), and text that must be refused everywhere.
 HOSTILE = [
-    "tab\there", "line\nbreak", "cr\r\nlf", "\ttab first", "bell\x07 esc\x1b[0m del\x7f", "c1 \x85\x9b\x9f",
-    "'; DROP TABLE offers; --", "Robert'); DROP TABLE brands;--", "O'Brien \"Sons\"", "<script>alert(1)</script>",
-    "&amp; &lt; <b>bold</b>", "🎉🔥👩‍👩‍👧", "naïve café 中文 العربية", "\\N", "\\.", "\\", "%s", "%(x)s", "{0}", "$1",
-    "NULL", "null", "{a,b}", 'a"b', "a,b", "\u202e\u200d\u200b\ufeff", "\uffff\ufffe", " padded ", "e\u0301",
-]  # fmt: skip
+    "tab\there",
+    "line\nbreak",
+    "cr\r\nlf",
+    "\ttab first",
+    "bell\x07 esc\x1b[0m del\x7f",
+    "c1 \x85\x9b\x9f",
+    "'; DROP TABLE offers; --",
+    "Robert'); DROP TABLE brands;--",
+    'O\'Brien "Sons"',
+    "<script>alert(1)</script>",
+    "&amp; &lt; <b>bold</b>",
+    "🎉🔥👩‍👩‍👧",
+    "naïve café 中文 العربية",
+    "\\N",
+    "\\.",
+    "\\",
+    "%s",
+    "%(x)s",
+    "{0}",
+    "$1",
+    "NULL",
+    "null",
+    "{a,b}",
+    'a"b',
+    "a,b",
+    "\u202e\u200d\u200b\ufeff",
+    "\uffff\ufffe",
+    " padded ",
+    "e\u0301",
+]
 REFUSED = ["\x00", "a\x00b", "\ud800", "a\udfffb", "\x07\x1b", "\t", "\r\n", "\x85", " ", ""]  # blank names too
 
 printable = st.characters(blacklist_categories=("Cc", "Cs"))
@@ -54,28 +79,37 @@ safe_text = st.one_of(
 )
 safe_short = st.one_of(st.sampled_from(HOSTILE), st.text(printable, min_size=1, max_size=20).filter(str.strip))
 junk = st.one_of(
-    st.none(), st.booleans(), st.integers(-(10**6), 10**6), st.floats(), st.lists(st.integers(), max_size=2),
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.floats(),
+    st.lists(st.integers(), max_size=2),
     st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
-)  # fmt: skip
+)
 anything = st.one_of(
-    st.sampled_from(REFUSED), st.sampled_from(HOSTILE), junk,
+    st.sampled_from(REFUSED),
+    st.sampled_from(HOSTILE),
+    junk,
     st.tuples(st.sampled_from("xé🎉"), st.sampled_from([129, 501, 4_097, 20_001])).map(lambda t: t[0] * t[1]),
     st.text(st.characters(codec=None, blacklist_categories=()), max_size=20),  # controls and surrogates too
     st.sampled_from(["5.5", "NaN", "-Infinity", "-1", "1e400", "abc", " 7 ", "XXQ", "usd", "2024-13-01"]),
-    st.floats(), st.integers(-(10**15), 10**15), st.integers(-(10**30), 10**30),
-)  # fmt: skip
+    st.floats(),
+    st.integers(-(10**15), 10**15),
+    st.integers(-(10**30), 10**30),
+)
 
 ids = st.one_of(st.integers(1, 40), st.sampled_from(["c1", "camp_123", "ünï", "🎉", "a b"]), safe_short)
 amounts = st.one_of(st.floats(min_value=0, max_value=1e9), st.integers(0, 10**9), st.sampled_from([0, 1e-7, 0.1234565]))
 currencies = st.sampled_from(["USD", "EUR", "eur", " gbp ", "INR", "JPY", "BHD"])
 offsets = st.integers(-(23 * 60 + 59), 23 * 60 + 59).map(lambda m: timezone(timedelta(minutes=m)))
-dates = st.one_of(st.none(), st.datetimes(timezones=offsets).map(lambda d: d.isoformat()),
-                  st.just("2024-05-01T00:00:00.000Z"))  # fmt: skip
+dates = st.one_of(
+    st.none(), st.datetimes(timezones=offsets).map(lambda d: d.isoformat()), st.just("2024-05-01T00:00:00.000Z")
+)
 tags = st.lists(safe_short, max_size=4)
 payout_rule = st.fixed_dictionaries(
-    {"payout": amounts}, optional={"revenue": amounts, "currency": currencies, "_id": ids, "model": safe_short,
-                                   "geo": tags},
-)  # fmt: skip
+    {"payout": amounts},
+    optional={"revenue": amounts, "currency": currencies, "_id": ids, "model": safe_short, "geo": tags},
+)
 
 
 @st.composite
@@ -97,31 +131,60 @@ def spoiled(draw: st.DrawFn, record: st.SearchStrategy[dict[str, Any]], keys: li
 def payload(draw: st.DrawFn) -> tuple[list[Any], list[Any]]:
     """(advertisers, campaigns) of one sweep; campaigns mostly point at this sweep's advertisers."""
     adv_ids = st.one_of(st.integers(1, 8), st.sampled_from(["adv_001", "a2", "ÄDV", "🎉"]), safe_short)
-    adv_fields = {"_id": adv_ids, "hashId": adv_ids, "company": safe_text, "email": safe_text, "category": safe_text,
-                  "status": safe_text, "currency": currencies, "tags": tags, "created": dates, "modified": dates}
-    advertiser = spoiled(st.fixed_dictionaries({"id": adv_ids, "name": safe_text}, optional=adv_fields),
-                         ["id", "name", *adv_fields])  # fmt: skip
+    adv_fields = {
+        "_id": adv_ids,
+        "hashId": adv_ids,
+        "company": safe_text,
+        "email": safe_text,
+        "category": safe_text,
+        "status": safe_text,
+        "currency": currencies,
+        "tags": tags,
+        "created": dates,
+        "modified": dates,
+    }
+    advertiser = spoiled(
+        st.fixed_dictionaries({"id": adv_ids, "name": safe_text}, optional=adv_fields), ["id", "name", *adv_fields]
+    )
     advertisers = _with_junk(draw, draw(st.lists(advertiser, min_size=1, max_size=4, unique_by=lambda r: _id_key(r))))
     refs = [str(r[k]) for r in advertisers if isinstance(r, dict) for k in ("id", "_id", "hashId") if k in r]
     adv_ref = st.one_of(st.sampled_from(refs), st.sampled_from(refs), st.sampled_from(refs), ids) if refs else ids
     cmp_fields = {
         "hashId": ids,
         "description": st.one_of(safe_text, st.just("a\nb\tc\r\n"), st.just(20_000).map(lambda n: "x" * n)),
-        "status": safe_short, "visibility": safe_short, "currency": currencies, "commModel": safe_short,
-        "url": safe_text, "previewUrl": safe_text, "geo": tags, "device": tags, "os": tags, "categories": tags,
-        "payouts": st.lists(payout_rule, max_size=3), "created": dates, "modified": dates,
-    }  # fmt: skip
-    campaign = spoiled(st.fixed_dictionaries({"id": ids, "title": safe_text, "advertiserId": adv_ref},
-                                             optional=cmp_fields),
-                       ["id", "title", "advertiserId", "payouts.0", *cmp_fields])  # fmt: skip
+        "status": safe_short,
+        "visibility": safe_short,
+        "currency": currencies,
+        "commModel": safe_short,
+        "url": safe_text,
+        "previewUrl": safe_text,
+        "geo": tags,
+        "device": tags,
+        "os": tags,
+        "categories": tags,
+        "payouts": st.lists(payout_rule, max_size=3),
+        "created": dates,
+        "modified": dates,
+    }
+    campaign = spoiled(
+        st.fixed_dictionaries({"id": ids, "title": safe_text, "advertiserId": adv_ref}, optional=cmp_fields),
+        ["id", "title", "advertiserId", "payouts.0", *cmp_fields],
+    )
     simplified = spoiled(  # the test specification's fixture shape
-        st.fixed_dictionaries({"id": ids, "name": safe_text, "advertiser_id": adv_ref},
-                              optional={"payout": st.fixed_dictionaries({"amount": amounts, "currency": currencies}),
-                                        "category": safe_short}),
+        st.fixed_dictionaries(
+            {"id": ids, "name": safe_text, "advertiser_id": adv_ref},
+            optional={
+                "payout": st.fixed_dictionaries({"amount": amounts, "currency": currencies}),
+                "category": safe_short,
+            },
+        ),
         ["id", "name", "advertiser_id", "payout", "category"],
-    )  # fmt: skip
-    campaigns = draw(st.lists(st.one_of(campaign, campaign, campaign, simplified), min_size=1, max_size=10,
-                              unique_by=lambda r: _id_key(r)))  # fmt: skip
+    )
+    campaigns = draw(
+        st.lists(
+            st.one_of(campaign, campaign, campaign, simplified), min_size=1, max_size=10, unique_by=lambda r: _id_key(r)
+        )
+    )
     return advertisers, _with_junk(draw, campaigns)
 
 
@@ -159,8 +222,16 @@ class PagesClient:
 
 
 def _shard(entity: str, limit: int) -> dict[str, Any]:
-    return {"entity": entity, "index": 0, "style": "cursor", "first": None, "last": None, "limit": limit,
-            "label": f"{entity}: property", "expected_total": None}  # fmt: skip
+    return {
+        "entity": entity,
+        "index": 0,
+        "style": "cursor",
+        "first": None,
+        "last": None,
+        "limit": limit,
+        "label": f"{entity}: property",
+        "expected_total": None,
+    }
 
 
 def _money(value: float) -> Decimal:
@@ -171,8 +242,13 @@ REASON = re.compile(r"^(record|[A-Za-z_]\w*(\.\w+)*): .", re.DOTALL)  # "field.p
 
 
 def test_hypothesis_every_record_is_stored_exactly_or_rejected_with_a_reason(offers_db, sql) -> None:
-    @settings(max_examples=70, deadline=None, database=None, print_blob=True,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])  # fmt: skip
+    @settings(
+        max_examples=70,
+        deadline=None,
+        database=None,
+        print_blob=True,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
     @given(payload())
     def sync_one_sweep(sweep: tuple[list[Any], list[Any]]) -> None:
         advertisers, campaigns = sweep
@@ -194,8 +270,11 @@ def test_hypothesis_every_record_is_stored_exactly_or_rejected_with_a_reason(off
 
         # Which brand each advertiserId resolves to: this sweep's advertisers first, then stored brands.
         candidates: dict[str, tuple[int, set[str]]] = {}
-        sources = [(a.id, a.id, 1) for a in valid_adv] + [(a.long_id, a.id, 2) for a in valid_adv] + \
-                  [(a.hash_id, a.id, 3) for a in valid_adv]  # fmt: skip
+        sources = (
+            [(a.id, a.id, 1) for a in valid_adv]
+            + [(a.long_id, a.id, 2) for a in valid_adv]
+            + [(a.hash_id, a.id, 3) for a in valid_adv]
+        )
         for tid, long_id, hash_id in brands_before:
             sources += [(tid, tid, 4), (long_id, tid, 5), (hash_id, tid, 6)]
         for alias, target, priority in sources:
@@ -222,12 +301,25 @@ def test_hypothesis_every_record_is_stored_exactly_or_rejected_with_a_reason(off
         raw_adv = {a.id: r for a, r in zip(valid_adv, [r for r in advertisers if _valid(Advertiser, r)], strict=True)}
         for adv in valid_adv:
             raw = raw_adv[adv.id]
-            row = sql("""SELECT name, company, email, category, status, currency, tags, long_id, hash_id,
-                                convert_to(name, 'UTF8') FROM brands WHERE trackier_id = %s""", (adv.id,))  # fmt: skip
-            assert row == [(
-                raw["name"], raw.get("company"), raw.get("email"), raw.get("category"), raw.get("status"),
-                adv.currency, raw.get("tags", []), adv.long_id, adv.hash_id, raw["name"].encode(),
-            )]  # fmt: skip
+            row = sql(
+                """SELECT name, company, email, category, status, currency, tags, long_id, hash_id,
+                                convert_to(name, 'UTF8') FROM brands WHERE trackier_id = %s""",
+                (adv.id,),
+            )
+            assert row == [
+                (
+                    raw["name"],
+                    raw.get("company"),
+                    raw.get("email"),
+                    raw.get("category"),
+                    raw.get("status"),
+                    adv.currency,
+                    raw.get("tags", []),
+                    adv.long_id,
+                    adv.hash_id,
+                    raw["name"].encode(),
+                )
+            ]
 
         # Campaigns: stored exactly, linked to the brand their advertiserId names.
         raw_cmp = {c.id: r for c, r in zip(valid_cmp, [r for r in campaigns if _valid(Campaign, r)], strict=True)}
@@ -238,7 +330,9 @@ def test_hypothesis_every_record_is_stored_exactly_or_rejected_with_a_reason(off
                 """SELECT o.title, o.description, o.currency, o.payout, o.revenue, o.geo, o.is_active,
                           b.trackier_id, convert_to(o.title, 'UTF8')
                    FROM offers o JOIN brands b ON b.id = o.brand_id
-                   WHERE o.trackier_id = %s""", (campaign.id,))  # fmt: skip
+                   WHERE o.trackier_id = %s""",
+                (campaign.id,),
+            )
             assert (row_title, title_bytes) == (title, title.encode())
             assert description == raw.get("description")
             assert currency == campaign.currency
@@ -251,16 +345,21 @@ def test_hypothesis_every_record_is_stored_exactly_or_rejected_with_a_reason(off
 
         # Everything else is rejected, filed under its id when it has a storable one, with a reason.
         rejects = sql("SELECT entity, record_key, reason FROM sync_rejects WHERE run_id = %s", (run_id,))
-        expected = sorted([("advertisers", r.record_key) for r in adv_rejects]
-                          + [("campaigns", r.record_key) for r in cmp_rejects]
-                          + [("campaigns", c.id) for c in orphans], key=repr)  # fmt: skip
+        expected = sorted(
+            [("advertisers", r.record_key) for r in adv_rejects]
+            + [("campaigns", r.record_key) for r in cmp_rejects]
+            + [("campaigns", c.id) for c in orphans],
+            key=repr,
+        )
         assert sorted([(e, k) for e, k, _ in rejects], key=repr) == expected
         for _, _, reason in rejects:
             assert REASON.match(reason), reason
         for _, key, _ in rejects:
             assert key is None or "\x00" not in key
         assert sql("SELECT status FROM sync_runs WHERE run_id = %s", (run_id,))[0][0] in (
-            "completed", "completed_with_errors")
+            "completed",
+            "completed_with_errors",
+        )
 
     sync_one_sweep()
     assert sql("SELECT count(*) FROM pg_class WHERE relname LIKE 'offer\\_sync\\_stg\\_%%'") == [(0,)]

@@ -75,8 +75,15 @@ def overlapping(fake_trackier, offers_db, sql) -> dict[str, Any]:
     titles = {str(c["id"]): c["title"] for c in Catalogue(6, 90, seed=21).iter_campaigns()}
     titles[str(ids[20])] = "Renamed after the older sweep read it"
     expected = {i: (title, i not in {str(g) for g in gone_now}) for i, title in titles.items()}
-    return {"db": offers_db, "older": older, "newer": newer, "expected": expected, "started": started,
-            "gone_before": gone_before, "gone_now": gone_now}  # fmt: skip
+    return {
+        "db": offers_db,
+        "older": older,
+        "newer": newer,
+        "expected": expected,
+        "started": started,
+        "gone_before": gone_before,
+        "gone_now": gone_now,
+    }
 
 
 def test_overlapping_runs_older_sweep_merging_first_then_newer_both_merge(overlapping, sql) -> None:
@@ -89,7 +96,9 @@ def test_overlapping_runs_older_sweep_merging_first_then_newer_both_merge(overla
     assert (second["reactivated"], second["deactivated"], second["updated"]) == (3, 2, 1)
     assert offers_view(sql) == overlapping["expected"]
     assert sql("SELECT run_id, status FROM sync_runs WHERE run_id IN ('run-older', 'run-newer') ORDER BY 1") == [
-        ("run-newer", "completed"), ("run-older", "completed")]  # fmt: skip
+        ("run-newer", "completed"),
+        ("run-older", "completed"),
+    ]
 
 
 def test_overlapping_runs_older_sweep_merging_after_newer_fails_and_writes_nothing(overlapping, sql) -> None:
@@ -105,7 +114,8 @@ def test_overlapping_runs_older_sweep_merging_after_newer_fails_and_writes_nothi
     assert dump(sql, *LIVE_TABLES) == before, "the older sweep wrote to the catalogue"
     assert offers_view(sql) == overlapping["expected"]
     [(status, message, result, merged_at)] = sql(
-        "SELECT status, error, result, merged_at FROM sync_runs WHERE run_id = 'run-older'")  # fmt: skip
+        "SELECT status, error, result, merged_at FROM sync_runs WHERE run_id = 'run-older'"
+    )
     assert (status, merged_at) == ("failed", None)
     older_start, newer_start = overlapping["started"]["run-older"], overlapping["started"]["run-newer"]
     for text in (str(error.value), message, result["error"]):
@@ -144,7 +154,9 @@ def test_overlapping_runs_queued_on_the_merge_lock_newer_first_the_older_one_sti
     assert isinstance(second.error, SweepSupersededError), second.error
     assert offers_view(sql) == overlapping["expected"]
     assert sql("SELECT run_id, status FROM sync_runs WHERE run_id IN ('run-older', 'run-newer') ORDER BY 1") == [
-        ("run-newer", "completed"), ("run-older", "failed")]  # fmt: skip
+        ("run-newer", "completed"),
+        ("run-older", "failed"),
+    ]
 
 
 def test_dry_runs_never_count_as_the_newest_merged_sweep(fake_trackier, offers_db, sql) -> None:
@@ -166,16 +178,28 @@ def test_a_merge_retried_after_its_commit_keeps_every_flag_of_its_result(fake_tr
     run_sync(offers_db, api, "run-1")
     catalogue.remove_campaigns(count=60)  # the deactivation guard trips
     staged = stage(offers_db, api, "run-2")
-    merge = lambda: tasks.merge_catalogue(offers_db, staged["run"], staged["sweep"], deactivate_missing=True,  # noqa: E731
-                                   dry_run=False)  # fmt: skip
+
+    def merge() -> dict:
+        return tasks.merge_catalogue(offers_db, staged["run"], staged["sweep"], deactivate_missing=True, dry_run=False)
+
     first = merge()
     assert (first["deactivation_blocked"], first["deactivation_skipped"]) == (True, True)
 
     retried = merge()  # the task's next try: the merge has already committed
 
     assert retried["already_merged"] is True
-    for key in ("deactivation_blocked", "deactivation_skipped", "brands_deactivation_blocked", "problems",
-                "added", "updated", "unchanged", "deactivated", "complete_sweep", "failed_pages"):
+    for key in (
+        "deactivation_blocked",
+        "deactivation_skipped",
+        "brands_deactivation_blocked",
+        "problems",
+        "added",
+        "updated",
+        "unchanged",
+        "deactivated",
+        "complete_sweep",
+        "failed_pages",
+    ):
         assert retried[key] == first[key], key
     assert any("deactivation guard: 60 of 90 active offers" in p for p in retried["problems"])
     result = tasks.publish_result(offers_db, staged["run"], staged["summaries"], staged["sweep"], retried)
@@ -191,8 +215,9 @@ def test_a_failed_run_cleared_and_rerun_resets_its_record_rejects_and_page_error
     fake_trackier, offers_db, sql
 ) -> None:
     catalogue = Catalogue(3, 100, seed=13)
-    server = fake_trackier(catalogue, invalid_rate=0.3,
-                           script=[{"path": "/v2/campaigns", "page": 2, "times": -1, "fault": "503"}])  # fmt: skip
+    server = fake_trackier(
+        catalogue, invalid_rate=0.3, script=[{"path": "/v2/campaigns", "page": 2, "times": -1, "fault": "503"}]
+    )
     api = trackier_settings(server, page_size=20)
     with pytest.raises(SweepRejectedError):
         run_sync(offers_db, api, "run-1")
@@ -207,9 +232,11 @@ def test_a_failed_run_cleared_and_rerun_resets_its_record_rejects_and_page_error
 
     # Its first task runs again: while the re-run is in flight, nothing of the failed attempt shows.
     tasks.start_sync(offers_db, run_id="run-1", dag_id="trackier_offer_sync", params=dict(DEFAULT_PARAMS))
-    assert sql("""SELECT status, error, result, metrics, finished_at, duration_s, rejected, error_rate,
-                         started_at > %s FROM sync_runs WHERE run_id = 'run-1'""", (first_start,)) == [
-        ("running", None, None, None, None, None, None, None, True)]  # fmt: skip
+    assert sql(
+        """SELECT status, error, result, metrics, finished_at, duration_s, rejected, error_rate,
+                         started_at > %s FROM sync_runs WHERE run_id = 'run-1'""",
+        (first_start,),
+    ) == [("running", None, None, None, None, None, None, None, True)]
     assert sql("SELECT count(*) FROM sync_rejects WHERE run_id = 'run-1'") == [(0,)]
     assert sql("SELECT count(*) FROM sync_page_errors WHERE run_id = 'run-1'") == [(0,)]
 
@@ -220,7 +247,8 @@ def test_a_failed_run_cleared_and_rerun_resets_its_record_rejects_and_page_error
     assert result["duration_s"] < 600, "the pause before the re-run is not part of the sync"
     assert [a.rule for a in evaluate(result, Thresholds())] == []
     [(status, error, started, finished, stored)] = sql(
-        "SELECT status, error, started_at, finished_at, result FROM sync_runs WHERE run_id = 'run-1'")  # fmt: skip
+        "SELECT status, error, started_at, finished_at, result FROM sync_runs WHERE run_id = 'run-1'"
+    )
     assert (status, error) == ("completed", None)
     assert started > first_start
     assert finished >= started
@@ -272,8 +300,10 @@ def test_two_tries_of_one_shard_loading_at_once_cannot_hide_an_offer(fake_tracki
     ids = catalogue.campaign_ids()
     catalogue.set_campaign(ids[50], title="Renamed while two tries loaded it")
     record = catalogue.get_campaign(ids[90])
-    catalogue.set_campaign(ids[90], payouts=[{**record["payouts"][0], "payout": record["payouts"][0]["payout"] + 1},
-                                             *record["payouts"][1:]])  # fmt: skip
+    catalogue.set_campaign(
+        ids[90],
+        payouts=[{**record["payouts"][0], "payout": record["payouts"][0]["payout"] + 1}, *record["payouts"][1:]],
+    )
 
     run = tasks.start_sync(offers_db, run_id="run-2", dag_id="trackier_offer_sync", params=dict(DEFAULT_PARAMS))
     [adv_shard] = tasks.plan_entity(api, "advertisers")
@@ -282,8 +312,11 @@ def test_two_tries_of_one_shard_loading_at_once_cannot_hide_an_offer(fake_tracki
 
     # Try 1 prepares the shard and starts its COPY, then hangs: Airflow declares it dead and starts try 2.
     gate, reached = threading.Event(), threading.Event()
-    zombie = Worker(lambda: extract_shard(offers_db, GatedClient(api, gate=gate, reached=reached), "run-2",
-                                          cmp_shard, fetch_threads=1, try_number=1))  # fmt: skip
+    zombie = Worker(
+        lambda: extract_shard(
+            offers_db, GatedClient(api, gate=gate, reached=reached), "run-2", cmp_shard, fetch_threads=1, try_number=1
+        )
+    )
     zombie.start()
     assert reached.wait(30), zombie.error
     summaries.append(tasks.extract_shard(offers_db, api, run, cmp_shard, try_number=2))  # try 2 loads it all
@@ -306,20 +339,19 @@ def test_two_tries_of_one_shard_loading_at_once_cannot_hide_an_offer(fake_tracki
     assert result["status"] == "completed"
     assert (result["updated"], result["unchanged"], result["duplicates"]) == (2, 98, 0)
     assert sql("SELECT title FROM offers WHERE trackier_id = %s", (str(ids[50]),)) == [
-        ("Renamed while two tries loaded it",)]  # fmt: skip
+        ("Renamed while two tries loaded it",)
+    ]
     assert sorted(r[0] for r in sql("SELECT trackier_id FROM offer_audit WHERE run_id = 'run-2'")) == sorted(
-        [str(ids[50]), str(ids[90])])
+        [str(ids[50]), str(ids[90])]
+    )
 
 
-def test_an_earlier_try_that_wakes_up_after_a_newer_try_started_writes_nothing(
-    fake_trackier, offers_db, sql
-) -> None:
+def test_an_earlier_try_that_wakes_up_after_a_newer_try_started_writes_nothing(fake_trackier, offers_db, sql) -> None:
     api = trackier_settings(fake_trackier(Catalogue(2, 40, seed=23)), page_size=20)
     run = tasks.start_sync(offers_db, run_id="run-1", dag_id="trackier_offer_sync", params=dict(DEFAULT_PARAMS))
     [cmp_shard] = tasks.plan_entity(api, "campaigns")
     tasks.extract_shard(offers_db, api, run, cmp_shard, try_number=3)
-    staged = sql("SELECT count(*), min(try_number), max(try_number) FROM offer_sync_stg_"
-                 + run["run_key"] + "_cmp")  # fmt: skip
+    staged = sql("SELECT count(*), min(try_number), max(try_number) FROM offer_sync_stg_" + run["run_key"] + "_cmp")
     assert staged == [(40, 3, 3)]
 
     with pytest.raises(StaleTryError, match="try 2 of this shard stops: try 3 has already started"):
@@ -357,13 +389,19 @@ def _brand_fixture(extra_advertisers: int, seed: int = 31) -> dict[str, list[dic
     base = Catalogue(6, 60, seed=seed)
     advertisers = list(base.iter_advertisers())
     for n in range(extra_advertisers):
-        advertisers.append({**advertisers[0], "id": 900000 + n, "_id": f"{900000 + n:024x}",
-                            "hashId": f"xtra{n}", "name": f"Dormant brand {n}"})  # fmt: skip
+        advertisers.append(
+            {
+                **advertisers[0],
+                "id": 900000 + n,
+                "_id": f"{900000 + n:024x}",
+                "hashId": f"xtra{n}",
+                "name": f"Dormant brand {n}",
+            }
+        )
     return {"advertisers": advertisers, "campaigns": list(base.iter_campaigns())}
 
 
-def test_brands_a_complete_sweep_no_longer_lists_are_deactivated_and_come_back(fake_trackier, offers_db,
-                                                                               sql) -> None:  # fmt: skip
+def test_brands_a_complete_sweep_no_longer_lists_are_deactivated_and_come_back(fake_trackier, offers_db, sql) -> None:
     full = fake_trackier(Catalogue.from_fixture(_brand_fixture(1)))
     without = fake_trackier(Catalogue.from_fixture(_brand_fixture(0)))
     first = run_sync(offers_db, trackier_settings(full, page_size=20), "run-1")
@@ -375,10 +413,12 @@ def test_brands_a_complete_sweep_no_longer_lists_are_deactivated_and_come_back(f
     assert (gone["brands_deactivated"], gone["brands_reactivated"], gone["brands_updated"]) == (1, 0, 0)
     assert (gone["deactivated"], gone["unchanged"]) == (0, 60), "offers are not touched"
     assert sql("SELECT trackier_id, is_active, deactivated_at IS NOT NULL FROM brands WHERE NOT is_active") == [
-        ("900000", False, True)]  # fmt: skip
+        ("900000", False, True)
+    ]
     assert sql("SELECT count(*) FROM brands") == [(7,)], "deactivated, never deleted"
     assert sql("SELECT run_id, trackier_id, action, changes FROM brand_audit") == [
-        ("run-2", "900000", "deactivated", {"is_active": {"old": True, "new": False}})]  # fmt: skip
+        ("run-2", "900000", "deactivated", {"is_active": {"old": True, "new": False}})
+    ]
     assert sql("SELECT brands_updated FROM sync_runs WHERE run_id = 'run-2'") == [(0,)]
 
     back = run_sync(offers_db, trackier_settings(full, page_size=20), "run-3")
@@ -386,15 +426,16 @@ def test_brands_a_complete_sweep_no_longer_lists_are_deactivated_and_come_back(f
     assert (back["brands_reactivated"], back["brands_deactivated"], back["brands_added"]) == (1, 0, 0)
     assert back["brands_updated"] == 0
     assert sql("SELECT count(*) FROM brands WHERE is_active AND deactivated_at IS NULL") == [(7,)]
-    assert sql("SELECT run_id, action FROM brand_audit ORDER BY id") == [("run-2", "deactivated"),
-                                                                          ("run-3", "reactivated")]  # fmt: skip
+    assert sql("SELECT run_id, action FROM brand_audit ORDER BY id") == [
+        ("run-2", "deactivated"),
+        ("run-3", "reactivated"),
+    ]
     # Every result key of the contract is still there; the brand counts are only added.
     for key in ("added", "updated", "unchanged", "deactivated", "brands_added", "brands_updated"):
         assert key in back
 
 
-def test_brands_are_not_deactivated_by_an_incomplete_sweep_or_past_the_guard(fake_trackier, offers_db,
-                                                                            sql) -> None:  # fmt: skip
+def test_brands_are_not_deactivated_by_an_incomplete_sweep_or_past_the_guard(fake_trackier, offers_db, sql) -> None:
     full = fake_trackier(Catalogue.from_fixture(_brand_fixture(3)))
     api_full = trackier_settings(full, page_size=20)
     run_sync(offers_db, api_full, "run-1")  # 9 brands
@@ -453,8 +494,7 @@ def test_a_version_1_database_is_upgraded_in_place(offers_db: DatabaseSettings, 
 # --- the event claim ----------------------------------------------------------------------------
 
 
-def test_the_offers_event_is_claimed_once_and_a_failed_try_gives_its_claim_back(fake_trackier, offers_db,
-                                                                              sql) -> None:  # fmt: skip
+def test_the_offers_event_is_claimed_once_and_a_failed_try_gives_its_claim_back(fake_trackier, offers_db, sql) -> None:
     api = trackier_settings(fake_trackier(Catalogue(2, 20, seed=37)), page_size=20)
     result = run_sync(offers_db, api, "run-1")
     dry = run_sync(offers_db, api, "run-dry", dry_run=True)
@@ -474,4 +514,5 @@ def test_the_offers_event_is_claimed_once_and_a_failed_try_gives_its_claim_back(
     retry = tasks.claim_event(offers_db, "run-1", try_number=2)
     assert retry["result"] == result
     assert sql("SELECT event_claimed_try, event_emitted_at IS NOT NULL FROM sync_runs WHERE run_id = 'run-1'") == [
-        (2, True)]  # fmt: skip
+        (2, True)
+    ]

@@ -29,9 +29,15 @@ def settings_from_env(monkeypatch: pytest.MonkeyPatch, conn: dict[str, Any] | st
 def conn_json(url: str, **extra: Any) -> dict[str, Any]:
     """The JSON form of a Postgres connection to the database ``url`` points at."""
     parts = urlsplit(url)
-    return {"conn_type": "postgres", "host": parts.hostname, "port": parts.port or 5432,
-            "login": parts.username, "password": parts.password, "schema": parts.path.lstrip("/"),
-            "extra": extra}  # fmt: skip
+    return {
+        "conn_type": "postgres",
+        "host": parts.hostname,
+        "port": parts.port or 5432,
+        "login": parts.username,
+        "password": parts.password,
+        "schema": parts.path.lstrip("/"),
+        "extra": extra,
+    }
 
 
 def show(conn: psycopg.Connection[Any], setting: str) -> str:
@@ -41,15 +47,18 @@ def show(conn: psycopg.Connection[Any], setting: str) -> str:
 def test_ssl_options_statement_timeout_and_target_session_attrs_reach_the_session(
     monkeypatch: pytest.MonkeyPatch, offers_db_url: str
 ) -> None:
-    settings = settings_from_env(monkeypatch, conn_json(
-        offers_db_url,
-        sslmode="disable",
-        options="-c statement_timeout=12345 -c work_mem=7MB",
-        target_session_attrs="read-write",
-        keepalives=1,
-        keepalives_idle=31,
-        application_name="offers-sync-prod",
-    ))  # fmt: skip
+    settings = settings_from_env(
+        monkeypatch,
+        conn_json(
+            offers_db_url,
+            sslmode="disable",
+            options="-c statement_timeout=12345 -c work_mem=7MB",
+            target_session_attrs="read-write",
+            keepalives=1,
+            keepalives_idle=31,
+            application_name="offers-sync-prod",
+        ),
+    )
     with connect(settings) as conn:
         assert show(conn, "statement_timeout") == "12345ms"
         # The connection's own -c comes after ours, so its work_mem wins; our jit=off stays.
@@ -99,8 +108,10 @@ def test_uri_form_keeps_every_option_and_the_schema_extra(monkeypatch: pytest.Mo
     with psycopg.connect(offers_db_url, autocommit=True) as admin:
         admin.execute("CREATE SCHEMA catalogue")
     options = quote("-c statement_timeout=4321", safe="")
-    settings = settings_from_env(monkeypatch, f"{offers_db_url}?options={options}&search_path=catalogue"
-                                              "&target_session_attrs=primary&sslmode=prefer")  # fmt: skip
+    settings = settings_from_env(
+        monkeypatch,
+        f"{offers_db_url}?options={options}&search_path=catalogue&target_session_attrs=primary&sslmode=prefer",
+    )
     assert settings.schema == "catalogue"
     assert "password" not in settings.display
     with connect(settings) as conn:
@@ -115,8 +126,13 @@ def test_unix_socket_host_still_works(monkeypatch: pytest.MonkeyPatch, offers_db
     database = urlsplit(offers_db_url).path.lstrip("/")
     user = urlsplit(offers_db_url).username or "postgres"
     # Both spellings an operator may use: the host field, and libpq's ?host= in a URI.
-    as_json = {"conn_type": "postgres", "host": socket_dir, "login": user, "schema": database,
-               "extra": {"options": "-c statement_timeout=2222"}}  # fmt: skip
+    as_json = {
+        "conn_type": "postgres",
+        "host": socket_dir,
+        "login": user,
+        "schema": database,
+        "extra": {"options": "-c statement_timeout=2222"},
+    }
     as_uri = f"postgresql://{user}@/{database}?host={quote(socket_dir, safe='')}"
     for conn in (as_json, as_uri):
         settings = settings_from_env(monkeypatch, conn)

@@ -39,17 +39,15 @@ CAP = {"max_pages": 200}
 # --- helpers ---------------------------------------------------------------------------------
 
 
-
-
-
-
-
-
-
-
 def _settings(url: str, **overrides: Any) -> TrackierSettings:
-    values: dict[str, Any] = {"base_url": url, "api_key": SecretStr(TEST_API_KEY), "page_size": 10,
-                              "requests_per_second": 0, "backoff_base_s": 0.01, "backoff_max_s": 0.02}  # fmt: skip
+    values: dict[str, Any] = {
+        "base_url": url,
+        "api_key": SecretStr(TEST_API_KEY),
+        "page_size": 10,
+        "requests_per_second": 0,
+        "backoff_base_s": 0.01,
+        "backoff_max_s": 0.02,
+    }
     return TrackierSettings(**{**values, **overrides})
 
 
@@ -108,11 +106,16 @@ def test_auto_keeps_numbered_pages_when_page_2_moves_at_the_cost_of_one_request(
         ("page", {"report_total": False}, "page", None, None),  # no total and no cursor: page 2 moves
         ("cursor", {}, "cursor", None, None),  # a cursor without a total: the cursor moves
         ("cursor", {"report_total": True}, "cursor", 230, "the API ignores page=; following nextPageToken"),
-        ("cursor", {"report_total": True, "cursor_stops_after": 1}, "cursor", 230,
-         "page 1 has no nextPageToken, so only page 1 can be read"),
+        (
+            "cursor",
+            {"report_total": True, "cursor_stops_after": 1},
+            "cursor",
+            230,
+            "page 1 has no nextPageToken, so only page 1 can be read",
+        ),
         ("cursor", {"repeat_page_after": 1}, "cursor", None, "the cursor does not move"),
     ],
-)  # fmt: skip
+)
 def test_auto_checks_the_style_it_picks_against_every_server_shape(
     mode, knobs, style, total, fallback, fake_trackier
 ) -> None:
@@ -189,8 +192,10 @@ def test_no_total_and_a_full_last_page_is_no_proof_of_the_end_so_nothing_is_deac
     assert unproven["complete_sweep"] is False
     assert unproven["deactivated"] == 0
     assert f"campaigns: {UNPROVEN_END}" in unproven["problems"]
-    assert UNPROVEN_END == ("the stream ended on a full page and the API reported no total: the end cannot be "
-                            "proven, no offer is deactivated this run")  # fmt: skip
+    assert UNPROVEN_END == (
+        "the stream ended on a full page and the API reported no total: the end cannot be "
+        "proven, no offer is deactivated this run"
+    )
     assert sql("SELECT count(*) FROM offers WHERE is_active") == [(103,)]
     assert page_errors(sql, "run-2") == []  # no page failed and nothing repeated: only the end is unproven
 
@@ -229,7 +234,7 @@ def test_numbered_pages_without_a_total_still_end_on_a_short_page(fake_trackier,
         ("cursor", "cursor", {"repeat_page_after": 2}),  # the token moves, the records do not
         ("cursor", "page", {"report_total": True}),  # page= forced on an API that ignores it
     ],
-)  # fmt: skip
+)
 def test_a_repeated_page_stops_the_stream_and_deactivates_nothing_in_every_style(
     mode, pagination, knobs, fake_trackier, offers_db, sql
 ) -> None:
@@ -291,10 +296,18 @@ def test_a_redirect_to_another_host_sends_the_key_nowhere_and_fails_the_run_at_o
 
     # An extract (a cursor stream: no probe before it) stops the same way, and records no page error.
     server.reset_stats()
-    run = tasks.start_sync(offers_db, run_id="run-extract", dag_id="trackier_offer_sync",
-                              params=dict(DEFAULT_PARAMS))  # fmt: skip
-    shard = {"entity": "campaigns", "index": 0, "style": "cursor", "first": None, "last": None, "limit": 10,
-             "label": "campaigns: cursor stream", "expected_total": None, "requests_per_second": 0}  # fmt: skip
+    run = tasks.start_sync(offers_db, run_id="run-extract", dag_id="trackier_offer_sync", params=dict(DEFAULT_PARAMS))
+    shard = {
+        "entity": "campaigns",
+        "index": 0,
+        "style": "cursor",
+        "first": None,
+        "last": None,
+        "limit": 10,
+        "label": "campaigns: cursor stream",
+        "expected_total": None,
+        "requests_per_second": 0,
+    }
     with pytest.raises(TrackierRedirectError):
         tasks.extract_shard(offers_db, api, run, shard)
     assert server.stats()["total"] == 1
@@ -302,9 +315,7 @@ def test_a_redirect_to_another_host_sends_the_key_nowhere_and_fails_the_run_at_o
     assert sql("SELECT count(*) FROM sync_page_errors") == [(0,)]
 
 
-def test_a_redirect_to_another_path_on_another_host_names_the_base_url_to_configure(
-    fake_trackier, plain_api
-) -> None:
+def test_a_redirect_to_another_path_on_another_host_names_the_base_url_to_configure(fake_trackier, plain_api) -> None:
     other = plain_api(lambda path, query: (500, {}, b"{}"))
     server = fake_trackier(Catalogue(2, 30, seed=1), redirect_to=f"{other.url}/api", redirect_status=301)
     with pytest.raises(TrackierRedirectError, match=rf"to another host, {other.url}/api;"):
@@ -313,9 +324,7 @@ def test_a_redirect_to_another_path_on_another_host_names_the_base_url_to_config
 
 
 @pytest.mark.parametrize("target", ["relative", "absolute"])
-def test_a_redirect_within_the_same_host_is_followed_with_the_key(
-    target, fake_trackier, offers_db, sql
-) -> None:
+def test_a_redirect_within_the_same_host_is_followed_with_the_key(target, fake_trackier, offers_db, sql) -> None:
     catalogue = Catalogue(3, 120, seed=5)
     server = fake_trackier(catalogue)
     server.configure(redirect_to="/moved" if target == "relative" else f"{server.url}/moved")
@@ -337,7 +346,7 @@ def test_a_redirect_within_the_same_host_is_followed_with_the_key(
         ("https://{host}/v2/campaigns", TrackierRedirectError, 1),  # http -> https: another origin
         ("http://localhost:{port}/v2/campaigns", TrackierRedirectError, 1),  # another name for the host
     ],
-)  # fmt: skip
+)
 def test_redirect_loops_are_bounded_and_other_origins_refused(location, error, requests_made, plain_api) -> None:
     holder: dict[str, PlainApi] = {}
 
@@ -352,10 +361,3 @@ def test_redirect_loops_are_bounded_and_other_origins_refused(location, error, r
         client.fetch_page("campaigns", page=1)
     assert len(api.requests) == requests_made
     assert client.stats.retries == 0
-
-
-
-
-
-
-

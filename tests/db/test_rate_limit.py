@@ -36,8 +36,17 @@ def max_in_any_window(times: list[float], window: float) -> int:
     return best
 
 
-def _fetch_pages(conninfo: str, base_url: str, api_key: str, sweep: str, pages: list[int], pause_s: float,
-                 shared: bool, go: Any, out: Any) -> None:  # fmt: skip
+def _fetch_pages(
+    conninfo: str,
+    base_url: str,
+    api_key: str,
+    sweep: str,
+    pages: list[int],
+    pause_s: float,
+    shared: bool,
+    go: Any,
+    out: Any,
+) -> None:
     """One task process: fetch ``pages`` through the sweep's limiter (or a private one)."""
     import time
 
@@ -67,8 +76,12 @@ def run_two_processes(fake: Any, offers_db_url: str, *, shared: bool) -> tuple[l
         (list(range(1, 31)), 0.0),
         (list(range(31, 41)), 0.15),
     ]
-    procs = [ctx.Process(target=_fetch_pages, args=(offers_db_url, fake.url, "test-key-3f9a", sweep, pages, pause,
-                                                    shared, go, out)) for pages, pause in jobs]  # fmt: skip
+    procs = [
+        ctx.Process(
+            target=_fetch_pages, args=(offers_db_url, fake.url, "test-key-3f9a", sweep, pages, pause, shared, go, out)
+        )
+        for pages, pause in jobs
+    ]
     for proc in procs:
         proc.start()
     fake.reset_stats()

@@ -46,8 +46,9 @@ def stage(db: DatabaseSettings, api: Any, run_id: str, **params: Any) -> dict[st
 
 def merge_and_finish(db: DatabaseSettings, staged: dict[str, Any]) -> dict[str, Any]:
     p = staged["params"]
-    merged = tasks.merge_catalogue(db, staged["run"], staged["sweep"], deactivate_missing=p["deactivate_missing"],
-                            dry_run=p["dry_run"])  # fmt: skip
+    merged = tasks.merge_catalogue(
+        db, staged["run"], staged["sweep"], deactivate_missing=p["deactivate_missing"], dry_run=p["dry_run"]
+    )
     return tasks.publish_result(db, staged["run"], staged["summaries"], staged["sweep"], merged)
 
 
@@ -103,16 +104,27 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-TRANSIENT_FAULTS = ["429", "500", "502", "503", "timeout", "reset", "html_200", "truncated", "short_read",
-                    "success_false"]  # fmt: skip
+TRANSIENT_FAULTS = [
+    "429",
+    "500",
+    "502",
+    "503",
+    "timeout",
+    "reset",
+    "html_200",
+    "truncated",
+    "short_read",
+    "success_false",
+]
 
 
 @pytest.mark.parametrize("fault", TRANSIENT_FAULTS)
 def test_case_6_error_recovery_page_fails_twice_then_succeeds(fault, fake_trackier, offers_db, sql) -> None:
     """Page 3 of the campaigns answers ``fault`` twice, then data: the run completes with every row."""
     catalogue = Catalogue(4, 100, seed=3)
-    server = fake_trackier(catalogue, timeout_sleep_s=2.0,
-                           script=[{"path": "/v2/campaigns", "page": 3, "times": 2, "fault": fault}])  # fmt: skip
+    server = fake_trackier(
+        catalogue, timeout_sleep_s=2.0, script=[{"path": "/v2/campaigns", "page": 3, "times": 2, "fault": fault}]
+    )
     api = trackier_settings(server, page_size=20, read_timeout_s=0.3)
 
     result = run_sync(offers_db, api, "run-flaky")
@@ -129,8 +141,9 @@ def test_case_6_error_recovery_page_fails_twice_then_succeeds(fault, fake_tracki
 
 def test_case_6_error_recovery_retry_after_is_honoured(fake_trackier) -> None:
     """A 429 with ``Retry-After: 1.5`` makes the client wait 1.5 s (wall clock), not its 10-50 ms backoff."""
-    server = fake_trackier(Catalogue(2, 30, seed=1), retry_after=1.5,
-                           script=[{"path": "/v2/campaigns", "times": 1, "fault": "429"}])  # fmt: skip
+    server = fake_trackier(
+        Catalogue(2, 30, seed=1), retry_after=1.5, script=[{"path": "/v2/campaigns", "times": 1, "fault": "429"}]
+    )
     client = TrackierClient(trackier_settings(server, page_size=10))
 
     started = time.monotonic()
@@ -145,8 +158,11 @@ def test_case_6_error_recovery_retry_after_is_honoured(fake_trackier) -> None:
 
 def test_case_6_error_recovery_retry_after_as_http_date_and_capped(fake_trackier) -> None:
     """``Retry-After`` as an HTTP date is honoured too; an absurd value is capped (max_retry_after_s)."""
-    server = fake_trackier(Catalogue(2, 30, seed=1), retry_after=formatdate(time.time() + 3, usegmt=True),
-                           script=[{"path": "/v2/campaigns", "times": 1, "fault": "429"}])  # fmt: skip
+    server = fake_trackier(
+        Catalogue(2, 30, seed=1),
+        retry_after=formatdate(time.time() + 3, usegmt=True),
+        script=[{"path": "/v2/campaigns", "times": 1, "fault": "429"}],
+    )
     client = TrackierClient(trackier_settings(server, page_size=10))
     started = time.monotonic()
     client.fetch_page("campaigns", page=1)
@@ -186,8 +202,17 @@ def test_case_6_error_recovery_auth_errors_fail_at_once_without_leaking_the_key(
     # The same through an extract (cursor style: no probe first), with the run record open.
     server.reset_stats()
     run = tasks.start_sync(offers_db, run_id="run-auth", dag_id=DAG_ID, params=dict(DEFAULT_PARAMS))
-    shard = {"entity": "campaigns", "index": 0, "style": "cursor", "first": None, "last": None, "limit": 10,
-             "label": "campaigns: cursor stream", "expected_total": None, "requests_per_second": 0}  # fmt: skip
+    shard = {
+        "entity": "campaigns",
+        "index": 0,
+        "style": "cursor",
+        "first": None,
+        "last": None,
+        "limit": 10,
+        "label": "campaigns: cursor stream",
+        "expected_total": None,
+        "requests_per_second": 0,
+    }
     with pytest.raises(TrackierAuthError) as extract_error:
         tasks.extract_shard(offers_db, api, run, shard)
     assert server.stats()["total"] == 1
@@ -350,13 +375,18 @@ def test_case_6_error_recovery_connection_killed_mid_merge_changes_nothing_and_t
         blocker.execute("SELECT 1 FROM offers WHERE trackier_id = %s FOR UPDATE", (str(victim),))
         worker = Worker(lambda: merge_and_finish(offers_db, staged))
         worker.start()
-        pid = wait_for(lambda: sql("""SELECT pid FROM pg_stat_activity
+        pid = wait_for(
+            lambda: sql("""SELECT pid FROM pg_stat_activity
                                       WHERE application_name = 'trackier_offer_sync' AND wait_event_type = 'Lock'
                                         AND datname = current_database() AND query ILIKE '%%INTO offers%%'"""),
-                       "the merge to block inside the offers statement")[0][0]  # fmt: skip
+            "the merge to block inside the offers statement",
+        )[0][0]
         # It really is mid-merge: it already holds the write lock it took to upsert brands.
-        assert sql("""SELECT mode FROM pg_locks WHERE pid = %s AND relation = 'brands'::regclass
-                      AND mode = 'RowExclusiveLock'""", (pid,)) == [("RowExclusiveLock",)]  # fmt: skip
+        assert sql(
+            """SELECT mode FROM pg_locks WHERE pid = %s AND relation = 'brands'::regclass
+                      AND mode = 'RowExclusiveLock'""",
+            (pid,),
+        ) == [("RowExclusiveLock",)]
         assert sql("SELECT pg_terminate_backend(%s)", (pid,)) == [(True,)]
         worker.join(30)
         blocker.rollback()
@@ -464,8 +494,11 @@ def test_case_6_error_recovery_staging_of_dead_runs_is_still_cleaned_up(fake_tra
 
     def staged_runs() -> set[str]:
         keys = {r[0][15:31] for r in sql("SELECT relname FROM pg_class WHERE relname LIKE 'offer\\_sync\\_stg\\_%%'")}
-        return {run_id for run_id in ("run-tripped", "run-stuck", "run-in-flight", "run-next")
-                if StagingTables.for_run(run_id).run_key in keys}  # fmt: skip
+        return {
+            run_id
+            for run_id in ("run-tripped", "run-stuck", "run-in-flight", "run-next")
+            if StagingTables.for_run(run_id).run_key in keys
+        }
 
     # run-in-flight's start dropped the tripped run's tables and those of the run stuck for 7 hours.
     assert staged_runs() == {"run-in-flight"}
@@ -504,7 +537,9 @@ def test_case_6_error_recovery_overlapping_merges_are_serialized(fake_trackier, 
     assert merged == [("run-nightly",), ("run-manual",)]
     assert sql("SELECT count(*), count(*) FILTER (WHERE is_active) FROM offers") == [(105, 103)]
     assert sql("SELECT run_id, action, count(*) FROM offer_audit GROUP BY 1, 2 ORDER BY 1, 2") == [
-        ("run-manual", "deactivated", 2), ("run-manual", "inserted", 5), ("run-nightly", "inserted", 100)
+        ("run-manual", "deactivated", 2),
+        ("run-manual", "inserted", 5),
+        ("run-nightly", "inserted", 100),
     ]
 
 

@@ -86,17 +86,25 @@ def test_every_odd_but_storable_name_and_title_of_the_hostile_catalogue_is_store
     assert (result["brands_added"], result["advertisers_processed"]) == (len(advertisers), len(advertisers))
 
     # Offers: title, description and arrays, compared as the bytes PostgreSQL holds.
-    stored = {r[0]: r[1:] for r in sql("""SELECT trackier_id, convert_to(title, 'UTF8'),
-                                                 convert_to(description, 'UTF8'), categories, geo FROM offers""")}
-    expected = {str(c["id"]): (c["title"].encode(), c["description"].encode(), c["categories"], c["geo"])
-                for c in campaigns if str(c["id"]) not in unstorable}  # fmt: skip
+    stored = {
+        r[0]: r[1:]
+        for r in sql("""SELECT trackier_id, convert_to(title, 'UTF8'),
+                                                 convert_to(description, 'UTF8'), categories, geo FROM offers""")
+    }
+    expected = {
+        str(c["id"]): (c["title"].encode(), c["description"].encode(), c["categories"], c["geo"])
+        for c in campaigns
+        if str(c["id"]) not in unstorable
+    }
     assert stored == expected
     assert stored[str(ids[41])][2][:2] == [ODD_TITLES[0], ODD_TITLES[1]]
     assert stored[str(ids[41])][3] == ["D\tE", "A\nT"]
 
     # Brands: name and company byte for byte (the company is the name plus a suffix).
-    brands = {r[0]: r[1:] for r in sql("SELECT trackier_id, convert_to(name, 'UTF8'), convert_to(company, 'UTF8') "
-                                        "FROM brands")}  # fmt: skip
+    brands = {
+        r[0]: r[1:]
+        for r in sql("SELECT trackier_id, convert_to(name, 'UTF8'), convert_to(company, 'UTF8') FROM brands")
+    }
     assert brands == {str(a["id"]): (a["name"].encode(), a["company"].encode()) for a in advertisers}
 
     # The unstorable ones: rejected, filed under their id, with the reason, and nothing of them stored.

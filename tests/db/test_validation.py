@@ -22,7 +22,7 @@ from tests.helpers import trackier_settings
 LIVE_TABLES = ("brands", "offers", "offer_audit")
 
 ADVERTISERS = [
-    {"id": "adv-1", "name": "O'Brien & \"Sons\" <b>Ltd</b> 🎉", "category": "E-commerce"},
+    {"id": "adv-1", "name": 'O\'Brien & "Sons" <b>Ltd</b> 🎉', "category": "E-commerce"},
     {"id": "adv-2", "name": "Robert'); DROP TABLE brands;--"},
     {"id": "adv-3", "name": "\u202eRTL override\u200d zero\u200bwidth \\N \\. %s"},
     {"id": "adv-bad", "name": "   "},  # blank name: rejected, so its campaign is an orphan
@@ -30,15 +30,20 @@ ADVERTISERS = [
 
 
 def _campaign(cid: Any, title: Any = None, adv: str = "adv-1", payout: Any = 1.5, **extra: Any) -> dict[str, Any]:
-    record = {"id": cid, "advertiserId": adv, "title": f"Campaign {cid}" if title is None else title,
-              "currency": "USD", "payouts": [{"payout": payout, "currency": "USD"}]}  # fmt: skip
+    record = {
+        "id": cid,
+        "advertiserId": adv,
+        "title": f"Campaign {cid}" if title is None else title,
+        "currency": "USD",
+        "payouts": [{"payout": payout, "currency": "USD"}],
+    }
     record.update(extra)
     return record
 
 
 # Valid records whose text must come back byte for byte.
 HOSTILE_TITLES = {
-    "1": "O'Reilly \"quoted\" `back` \\ back\\\\slash",
+    "1": 'O\'Reilly "quoted" `back` \\ back\\\\slash',
     "2": "'; DROP TABLE offers; --",
     "3": "<script>alert('x')</script> &amp; &lt;b&gt; <img src=x onerror=alert(1)>",
     "4": "Emoji 🎉🔥 — naïve café 中文 العربية 👩‍👩‍👧 \U0001f600",
@@ -51,7 +56,7 @@ VALID = [
     _campaign(8, payout=0),
     _campaign(9, payout=1_000_000_000, geo=["US", 'A"B', "{x,y}", "NULL", "\\", "a,b"]),
     _campaign(10, created="2000-01-01T00:00:00+16:00"),  # an offset PostgreSQL refuses: stored in UTC
-]  # fmt: skip
+]
 
 # Invalid records: id -> (record, a fragment the reject reason must contain).
 INVALID: dict[str, tuple[dict[str, Any], str]] = {
@@ -90,16 +95,27 @@ DUPLICATES_LATER = [
 
 def _mixed_fixture() -> dict[str, list[Any]]:
     invalid = [record for record, _ in INVALID.values()]
-    campaigns = [*DUPLICATES_FIRST, *VALID[:5], *invalid[:7], *[r for r, _ in UNIDENTIFIED], *VALID[5:], *invalid[7:],
-                 *DUPLICATES_LATER]  # fmt: skip
+    campaigns = [
+        *DUPLICATES_FIRST,
+        *VALID[:5],
+        *invalid[:7],
+        *[r for r, _ in UNIDENTIFIED],
+        *VALID[5:],
+        *invalid[7:],
+        *DUPLICATES_LATER,
+    ]
     return {"advertisers": ADVERTISERS, "campaigns": campaigns}
 
 
 def test_case_3_data_validation_mixed_batch_stores_the_valid_and_rejects_the_invalid_with_reasons(
     fake_trackier, offers_db, sql
 ) -> None:
-    server = fake_trackier(Catalogue.from_fixture(_mixed_fixture()), invalid_ids=[107, 108], nan_literal=True,
-                           invalid_kind={"107": "nan_payout", "108": "infinity_payout"})  # fmt: skip
+    server = fake_trackier(
+        Catalogue.from_fixture(_mixed_fixture()),
+        invalid_ids=[107, 108],
+        nan_literal=True,
+        invalid_kind={"107": "nan_payout", "108": "infinity_payout"},
+    )
     result = run_sync(offers_db, trackier_settings(server, page_size=5), "run-mixed", max_error_rate=0.9)
 
     # Counts: 12 distinct valid campaigns, 2 duplicates, 18 rejected campaigns + 1 rejected advertiser.
@@ -133,14 +149,16 @@ def test_case_3_data_validation_mixed_batch_stores_the_valid_and_rejects_the_inv
         assert rows[cid] == (title, title.encode())
     assert sql("SELECT description FROM offers WHERE trackier_id = '7'") == [("line 1\nline 2\ttabbed\r\nend",)]
     assert sql("SELECT payout FROM offers WHERE trackier_id IN ('8', '9') ORDER BY trackier_id") == [
-        (Decimal("0E-6"),), (Decimal("1000000000.000000"),)
+        (Decimal("0E-6"),),
+        (Decimal("1000000000.000000"),),
     ]
     assert sql("SELECT geo FROM offers WHERE trackier_id = '9'") == [(["US", 'A"B', "{x,y}", "NULL", "\\", "a,b"],)]
     brands = dict(sql("SELECT trackier_id, convert_to(name, 'UTF8') FROM brands"))
     assert brands == {a["id"]: a["name"].encode() for a in ADVERTISERS[:3]}
     # Duplicates: the latest `modified` wins, else the one read last; the loser is counted, not stored.
     assert sql("SELECT trackier_id, title FROM offers WHERE trackier_id IN ('200', '201') ORDER BY 1") == [
-        ("200", "Dup newer (read first)"), ("201", "Last read")
+        ("200", "Dup newer (read first)"),
+        ("201", "Last read"),
     ]
     # The catalogue's tables are intact (the SQL in the names was data, nothing else).
     assert sql("SELECT count(*) FROM offers") == [(12,)]
@@ -164,11 +182,19 @@ def test_case_3_data_validation_invalid_rate_rejects_exactly_the_corrupted_recor
     assert result["added"] == 400 - len(corrupted)
     assert result["status"] == "completed_with_errors"
     field_of = {
-        "missing_title": "title", "missing_id": "id", "missing_advertiser_id": "advertiserId",
-        "payout_string": "payouts.0.payout", "id_object": "id", "negative_payout": "payouts.0.payout",
-        "nan_payout": "payouts.0.payout", "infinity_payout": "payouts.0.payout", "unknown_currency": "currency",
-        "long_title": "title", "control_chars": "title", "orphan_advertiser": "advertiserId",
-    }  # fmt: skip
+        "missing_title": "title",
+        "missing_id": "id",
+        "missing_advertiser_id": "advertiserId",
+        "payout_string": "payouts.0.payout",
+        "id_object": "id",
+        "negative_payout": "payouts.0.payout",
+        "nan_payout": "payouts.0.payout",
+        "infinity_payout": "payouts.0.payout",
+        "unknown_currency": "currency",
+        "long_title": "title",
+        "control_chars": "title",
+        "orphan_advertiser": "advertiserId",
+    }
     rejects = sql("SELECT record_key, reason FROM sync_rejects WHERE run_id = 'run-rate'")
     keyed = {key: reason for key, reason in rejects if key is not None}
     for cid, kind in corrupted.items():

@@ -565,8 +565,12 @@ def test_every_file_the_dockerfile_copies_exists_in_the_build_context() -> None:
         if line.strip() and not line.strip().startswith("#")
     ]
     instructions = dockerfile_instructions(DOCKERFILE.read_text())
-    sources = [src for keyword, args in instructions if keyword in ("COPY", "ADD")
-               for src in [t for t in shlex.split(args) if not t.startswith("--")][:-1]]  # fmt: skip
+    sources = [
+        src
+        for keyword, args in instructions
+        if keyword in ("COPY", "ADD")
+        for src in [t for t in shlex.split(args) if not t.startswith("--")][:-1]
+    ]
     assert "requirements.lock" in sources
     for source in sources:
         assert (ROOT / source).exists(), f"the Dockerfile copies {source}, which is not in the repository"
@@ -587,8 +591,14 @@ def test_dockerignore_keeps_what_the_build_needs_and_drops_secrets() -> None:
         for line in DOCKERIGNORE.read_text().splitlines()
         if line.strip() and not line.strip().startswith("#")
     ]
-    for needed in ("requirements.txt", "requirements.lock", "include", "include/offer_sync/__init__.py", "dags",
-                   "plugins"):
+    for needed in (
+        "requirements.txt",
+        "requirements.lock",
+        "include",
+        "include/offer_sync/__init__.py",
+        "dags",
+        "plugins",
+    ):
         assert not dockerignore_excludes(patterns, needed), f".dockerignore drops {needed}"
     for private in (".env", ".git", ".venv", "logs", "config"):
         assert dockerignore_excludes(patterns, private), f".dockerignore lets {private} into the context"
@@ -653,8 +663,12 @@ def test_demo_trigger_script_reports_the_run_outcome(
     env, calls = _stub_airflow(tmp_path, final_state)
     result = subprocess.run(
         ["bash", "-c", _script(services["demo-trigger"])],
-        check=False, env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == exit_code, result.stdout + result.stderr
     assert f"finished: {final_state}" in result.stdout
     log = calls.read_text().splitlines()
@@ -721,8 +735,9 @@ def _real_account_env(celery: bool = False) -> str:
 
 
 def _compose(client: list[str], project: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*client, *args], check=False, cwd=project, env=env, capture_output=True, text=True,
-                          timeout=120)  # fmt: skip
+    return subprocess.run(
+        [*client, *args], check=False, cwd=project, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def _client_or_skip() -> list[str]:
@@ -738,8 +753,11 @@ def _client_or_skip() -> list[str]:
 @pytest.mark.parametrize("env_file", ["env-example", "real-account", "real-account-celery"])
 def test_compose_config_with_docker_client(tmp_path: Path, variables: dict[str, set[str]], env_file: str) -> None:
     client = _client_or_skip()
-    env_text = {"env-example": ENV_EXAMPLE.read_text(), "real-account": _real_account_env(),
-                "real-account-celery": _real_account_env(celery=True)}[env_file]  # fmt: skip
+    env_text = {
+        "env-example": ENV_EXAMPLE.read_text(),
+        "real-account": _real_account_env(),
+        "real-account-celery": _real_account_env(celery=True),
+    }[env_file]
     project = _project(tmp_path, env_text)
     env = _clean_env(variables)
     all_profiles = ["--profile", "demo", "--profile", "flower", "--profile", "debug"]
@@ -779,12 +797,23 @@ def test_compose_config_with_docker_client(tmp_path: Path, variables: dict[str, 
 
 
 @pytest.mark.parametrize("celery", [False, True])
-def test_env_only_variables_reach_every_airflow_service(tmp_path: Path, variables: dict[str, set[str]],
-                                                        celery: bool) -> None:  # fmt: skip
+def test_env_only_variables_reach_every_airflow_service(
+    tmp_path: Path, variables: dict[str, set[str]], celery: bool
+) -> None:
     client = _client_or_skip()
     project = _project(tmp_path, _real_account_env(celery=celery))
-    result = _compose(client, project, _clean_env(variables), "--profile", "demo", "--profile", "debug",
-                      "--profile", "flower", "config")  # fmt: skip
+    result = _compose(
+        client,
+        project,
+        _clean_env(variables),
+        "--profile",
+        "demo",
+        "--profile",
+        "debug",
+        "--profile",
+        "flower",
+        "config",
+    )
     assert result.returncode == 0, result.stderr
     rendered = yaml.safe_load(result.stdout)["services"]
     airflow_services = AIRFLOW_SERVICES | ({"airflow-worker", "flower"} if celery else set())
@@ -824,8 +853,9 @@ def test_celery_file_switches_every_airflow_service_and_adds_broker_and_workers(
     compose: dict[str, Any], celery_compose: dict[str, Any]
 ) -> None:
     base, extra = compose["services"], celery_compose["services"]
-    airflow_in_base = {n for n, s in base.items() if s.get("image") == compose["x-airflow-common"]["image"]
-                       and n != "fake-trackier"}  # fmt: skip
+    airflow_in_base = {
+        n for n, s in base.items() if s.get("image") == compose["x-airflow-common"]["image"] and n != "fake-trackier"
+    }
     assert airflow_in_base == AIRFLOW_SERVICES
     assert set(extra) == AIRFLOW_SERVICES | CELERY_SERVICES
     celery_env = celery_compose["x-celery-env"]
@@ -858,10 +888,19 @@ def _executor_check(services: dict[str, dict[str, Any]]) -> str:
     ("env", "ok", "says"),
     [
         ({}, True, "Executor: LocalExecutor"),
-        ({"AIRFLOW__CORE__EXECUTOR": "CeleryExecutor", "AIRFLOW__CELERY__BROKER_URL": "redis://:@redis:6379/0"},
-         True, "Executor: CeleryExecutor (broker configured)"),
-        ({"AIRFLOW__CORE__EXECUTOR": "airflow.providers.celery.executors.celery_executor.CeleryExecutor",
-          "AIRFLOW__CELERY__BROKER_URL": "redis://:@redis:6379/0"}, True, "broker configured"),
+        (
+            {"AIRFLOW__CORE__EXECUTOR": "CeleryExecutor", "AIRFLOW__CELERY__BROKER_URL": "redis://:@redis:6379/0"},
+            True,
+            "Executor: CeleryExecutor (broker configured)",
+        ),
+        (
+            {
+                "AIRFLOW__CORE__EXECUTOR": "airflow.providers.celery.executors.celery_executor.CeleryExecutor",
+                "AIRFLOW__CELERY__BROKER_URL": "redis://:@redis:6379/0",
+            },
+            True,
+            "broker configured",
+        ),
         # The mismatches that used to leave tasks queued forever or workers idle:
         ({"AIRFLOW__CORE__EXECUTOR": "CeleryExecutor"}, False, "no broker is configured"),
         ({"AIRFLOW__CELERY__BROKER_URL": "redis://:@redis:6379/0"}, False, "executor is LocalExecutor"),
@@ -870,14 +909,23 @@ def _executor_check(services: dict[str, dict[str, Any]]) -> str:
         # A leftover of the old .env.example that agrees with the executor is harmless.
         ({"AIRFLOW_EXECUTOR": "LocalExecutor"}, True, "Executor: LocalExecutor"),
     ],
-)  # fmt: skip
+)
 def test_init_stops_when_executor_and_broker_disagree(
     services: dict[str, dict[str, Any]], env: dict[str, str], ok: bool, says: str
 ) -> None:
-    clean = {k: v for k, v in os.environ.items()
-             if not k.startswith(("AIRFLOW__CORE__", "AIRFLOW__CELERY__", "AIRFLOW_EXECUTOR"))}  # fmt: skip
-    result = subprocess.run(["bash", "-c", _executor_check(services)], check=False, capture_output=True, text=True,
-                            env={**clean, **env}, timeout=30)  # fmt: skip
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AIRFLOW__CORE__", "AIRFLOW__CELERY__", "AIRFLOW_EXECUTOR"))
+    }
+    result = subprocess.run(
+        ["bash", "-c", _executor_check(services)],
+        check=False,
+        capture_output=True,
+        text=True,
+        env={**clean, **env},
+        timeout=30,
+    )
     assert (result.returncode == 0) == ok, result.stdout + result.stderr
     assert says in result.stdout
     if not ok:

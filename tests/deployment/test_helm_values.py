@@ -37,7 +37,7 @@ CHART_SCHEMA_EXCERPT: dict[str, Any] = {
         "executor": {
             "type": "string",
             "pattern": r"^(([a-zA-Z_][a-zA-Z0-9_]*.)*[A-Z][a-zA-Z0-9]+Executor)"
-                       r"(,(([a-zA-Z_][a-zA-Z0-9_]*.)*[A-Z][a-zA-Z0-9]+Executor))*$",
+            r"(,(([a-zA-Z_][a-zA-Z0-9_]*.)*[A-Z][a-zA-Z0-9]+Executor))*$",
         },
         "images": {
             "type": "object",
@@ -46,21 +46,36 @@ CHART_SCHEMA_EXCERPT: dict[str, Any] = {
                 "airflow": {
                     "type": "object",
                     "additionalProperties": False,
-                    "properties": {"repository": _NULLABLE_STRING, "tag": _NULLABLE_STRING,
-                                   "digest": _NULLABLE_STRING, "pullPolicy": _PULL_POLICY},
+                    "properties": {
+                        "repository": _NULLABLE_STRING,
+                        "tag": _NULLABLE_STRING,
+                        "digest": _NULLABLE_STRING,
+                        "pullPolicy": _PULL_POLICY,
+                    },
                 },
             },
         },
         "env": {
             "type": "array",
-            "items": {"type": "object", "additionalProperties": False, "required": ["name", "value"],
-                      "properties": {"name": {"type": "string"}, "value": {"type": "string"}}},
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["name", "value"],
+                "properties": {"name": {"type": "string"}, "value": {"type": "string"}},
+            },
         },
         "secret": {
             "type": "array",
-            "items": {"type": "object", "additionalProperties": False, "required": ["envName", "secretName"],
-                      "properties": {"envName": {"type": "string"}, "secretName": {"type": "string"},
-                                     "secretKey": {"type": "string"}}},
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["envName", "secretName"],
+                "properties": {
+                    "envName": {"type": "string"},
+                    "secretName": {"type": "string"},
+                    "secretKey": {"type": "string"},
+                },
+            },
         },
         "extraEnvFrom": {"type": ["null", "string"]},
         "data": {
@@ -82,8 +97,10 @@ CHART_SCHEMA_EXCERPT: dict[str, Any] = {
             "type": "object",
             "properties": {
                 "replicas": {"type": "integer", "minimum": 0},
-                "resources": {"type": "object", "properties": {"limits": {"type": "object"},
-                                                               "requests": {"type": "object"}}},
+                "resources": {
+                    "type": "object",
+                    "properties": {"limits": {"type": "object"}, "requests": {"type": "object"}},
+                },
             },
         },
         "migrateDatabaseJob": {
@@ -95,8 +112,12 @@ CHART_SCHEMA_EXCERPT: dict[str, Any] = {
             "properties": {
                 "defaultUser": {
                     "type": "object",
-                    "properties": {"enabled": {"type": "boolean"}, "username": {"type": "string"},
-                                   "role": {"type": "string"}, "password": {"type": "string"}},
+                    "properties": {
+                        "enabled": {"type": "boolean"},
+                        "username": {"type": "string"},
+                        "role": {"type": "string"},
+                        "password": {"type": "string"},
+                    },
                 },
             },
         },
@@ -105,7 +126,7 @@ CHART_SCHEMA_EXCERPT: dict[str, Any] = {
         # [section] -> {key: value} of airflow.cfg; the chart renders it into a ConfigMap.
         "config": {"type": "object", "additionalProperties": {"type": "object"}},
     },
-}  # fmt: skip
+}
 
 
 @pytest.fixture(scope="module")

@@ -61,8 +61,11 @@ def test_lock_pins_every_package_requirements_txt_pulls_in_at_the_tested_version
     expected = closure(parse_requirements())
     locked = read_lock()
     missing = sorted(set(expected) - set(locked))
-    differs = {name: (locked[name], version) for name, version in expected.items()
-               if name in locked and locked[name] != version}  # fmt: skip
+    differs = {
+        name: (locked[name], version)
+        for name, version in expected.items()
+        if name in locked and locked[name] != version
+    }
     extra = sorted(set(locked) - set(expected))
     stale = f"requirements.lock is stale (run `make lock`): missing {missing}, locked vs installed {differs}, "
     assert not missing, stale
@@ -90,8 +93,9 @@ def test_makefile_installs_both_files_constrained_by_the_lock() -> None:
     stamp_rule = re.search(r"^\$\(STAMP\):(?P<deps>.*)$", makefile, re.MULTILINE)
     assert stamp_rule, "no $(STAMP) rule"
     assert set(stamp_rule.group("deps").split()) >= {"requirements.txt", "requirements-dev.txt", "requirements.lock"}
-    dry = subprocess.run(["make", "-n", "-B", "install", "VENV=/nonexistent-venv"], cwd=ROOT, check=True,
-                         capture_output=True, text=True).stdout  # fmt: skip
+    dry = subprocess.run(
+        ["make", "-n", "-B", "install", "VENV=/nonexistent-venv"], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout
     installs = [line for line in dry.splitlines() if " pip install " in line and "-r " in line]
     assert len(installs) == 1, dry
     tokens = installs[0].split()
@@ -149,10 +153,16 @@ def test_everything_the_image_runs_imports_without_the_development_tools(tmp_pat
                 runpy.run_path(str(path))
         import pgserver  # the block itself works
     """)
-    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
-           "AIRFLOW_HOME": str(tmp_path / "airflow"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}  # fmt: skip
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                            env=env)  # fmt: skip
+    env = {
+        "PYTHONPATH": str(ROOT),
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "AIRFLOW_HOME": str(tmp_path / "airflow"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env
+    )
     assert "pgserver is a development-only package" in result.stderr, result.stderr[-3000:]
     assert "Traceback" in result.stderr
     # The only import error is the deliberate one at the very end.

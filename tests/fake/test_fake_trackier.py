@@ -40,14 +40,21 @@ FIXTURE = {
         {"id": "adv_002", "name": "Café Größe 🚀", "category": "Food"},
     ],
     "campaigns": [
-        {"id": "camp_123", "advertiser_id": "adv_001", "name": "Test Campaign",
-         "payout": {"amount": 5.0, "currency": "USD"}},
-        {"id": "camp_007", "advertiser_id": "adv_002", "name": "O'Reilly \"Deal\"",
-         "payout": {"amount": 2.5, "currency": "EUR"}},
-        {"id": "camp_050", "advertiser_id": "adv_001", "name": "Third",
-         "payout": {"amount": 1.25, "currency": "USD"}},
+        {
+            "id": "camp_123",
+            "advertiser_id": "adv_001",
+            "name": "Test Campaign",
+            "payout": {"amount": 5.0, "currency": "USD"},
+        },
+        {
+            "id": "camp_007",
+            "advertiser_id": "adv_002",
+            "name": 'O\'Reilly "Deal"',
+            "payout": {"amount": 2.5, "currency": "EUR"},
+        },
+        {"id": "camp_050", "advertiser_id": "adv_001", "name": "Third", "payout": {"amount": 1.25, "currency": "USD"}},
     ],
-}  # fmt: skip
+}
 
 
 @pytest.fixture
@@ -68,8 +75,9 @@ def get(s: requests.Session, fake: FakeTrackier, path: str, **params: Any) -> re
     return s.get(fake.url + path, params=params, timeout=10)
 
 
-def sweep_pages(s: requests.Session, fake: FakeTrackier, limit: int, path: str = "/v2/campaigns",
-                **params: Any) -> tuple[list[Any], list[dict[str, Any]]]:  # fmt: skip
+def sweep_pages(
+    s: requests.Session, fake: FakeTrackier, limit: int, path: str = "/v2/campaigns", **params: Any
+) -> tuple[list[Any], list[dict[str, Any]]]:
     """Page-style sweep until an empty page; returns ids and the pagination objects seen."""
     ids: list[Any] = []
     seen: list[dict[str, Any]] = []
@@ -83,8 +91,9 @@ def sweep_pages(s: requests.Session, fake: FakeTrackier, limit: int, path: str =
     raise AssertionError("page sweep did not end")
 
 
-def sweep_cursor(s: requests.Session, fake: FakeTrackier, limit: int, path: str = "/v2/campaigns",
-                 **params: Any) -> tuple[list[Any], list[str]]:  # fmt: skip
+def sweep_cursor(
+    s: requests.Session, fake: FakeTrackier, limit: int, path: str = "/v2/campaigns", **params: Any
+) -> tuple[list[Any], list[str]]:
     """Cursor sweep until an empty nextPageToken; returns ids and the tokens seen."""
     ids: list[Any] = []
     tokens: list[str] = []
@@ -129,8 +138,19 @@ def test_advertiser_records_have_the_v2_shape_and_awkward_names() -> None:
     advertisers = list(cat.iter_advertisers())
     assert [a["id"] for a in advertisers] == list(range(1000, 1200))
     for a in advertisers:
-        assert set(a) == {"id", "_id", "hashId", "name", "company", "email", "status", "currency", "tags",
-                          "created", "modified"}  # fmt: skip
+        assert set(a) == {
+            "id",
+            "_id",
+            "hashId",
+            "name",
+            "company",
+            "email",
+            "status",
+            "currency",
+            "tags",
+            "created",
+            "modified",
+        }
         assert len(a["_id"]) == 24
         assert set(a["_id"]) <= HEX24
         assert a["status"] == "active"
@@ -243,8 +263,16 @@ def test_limit_defaults_clamps_and_validation(fake: FakeTrackier, session: reque
     assert len(body["campaigns"]) == 1000
     assert body["pagination"]["perPage"] == 1000
     assert get(session, fake, "/v2/campaigns", limit=5000).json()["pagination"]["perPage"] == 1000
-    for bad in ({"limit": 0}, {"limit": "abc"}, {"page": 0}, {"page": -1}, {"page": "x"}, {"limit": ""},
-                {"pageToken": "not-a-token!"}, {"pageToken": "YTox"}):  # fmt: skip
+    for bad in (
+        {"limit": 0},
+        {"limit": "abc"},
+        {"page": 0},
+        {"page": -1},
+        {"page": "x"},
+        {"limit": ""},
+        {"pageToken": "not-a-token!"},
+        {"pageToken": "YTox"},
+    ):
         r = get(session, fake, "/v2/campaigns", **bad)
         assert r.status_code == 400, bad
         assert r.json() == {"success": False, "error": {"code": 20, "message": r.json()["error"]["message"]}}
@@ -352,8 +380,18 @@ def test_scripted_page_7_fails_twice_then_succeeds_in_both_styles(session: reque
 
 
 def test_always_failing_script_and_every_script_fault_kind(session: requests.Session) -> None:
-    expect = {"429": 429, "429_retry_after": 429, "500": 500, "502": 502, "503": 503, "html_200": 200,
-              "truncated": 200, "success_false": 200, "auth_400": 400, "ip_403": 403}  # fmt: skip
+    expect = {
+        "429": 429,
+        "429_retry_after": 429,
+        "500": 500,
+        "502": 502,
+        "503": 503,
+        "html_200": 200,
+        "truncated": 200,
+        "success_false": 200,
+        "auth_400": 400,
+        "ip_403": 403,
+    }
     with FakeTrackier(Catalogue(2, 50), api_key=KEY) as f:
         for fault, status in expect.items():
             f.configure(script=[{"path": "/v2/advertisers", "times": -1, "fault": fault}])
@@ -598,8 +636,9 @@ def test_report_total_puts_a_total_on_cursor_pages_or_takes_it_off_numbered_page
 
 
 def test_cursor_stops_after_ends_the_stream_on_a_full_page(session: requests.Session) -> None:
-    with FakeTrackier(Catalogue(3, 250), api_key=KEY, pagination="cursor", cursor_stops_after=2,
-                      report_total=True) as f:  # fmt: skip
+    with FakeTrackier(
+        Catalogue(3, 250), api_key=KEY, pagination="cursor", cursor_stops_after=2, report_total=True
+    ) as f:
         bodies = _cursor_pages(session, f, limit=100, pages=10)
         assert len(bodies) == 2
         assert [len(b["campaigns"]) for b in bodies] == [100, 100]  # full, yet no next token
@@ -697,8 +736,9 @@ def test_control_endpoints(fake: FakeTrackier, session: requests.Session) -> Non
     assert r["result"]["added"] == [102_345, 102_346]
     r = post(fake.url + "/_fake/mutate", json={"op": "change_payouts", "fraction": 0.5, "seed": 1}, timeout=5)
     assert r.json()["result"]["changed"] > 1000
-    r = post(fake.url + "/_fake/mutate", json={"op": "set_campaign", "id": 100_005, "fields": {"title": "X"}},
-             timeout=5)  # fmt: skip
+    r = post(
+        fake.url + "/_fake/mutate", json={"op": "set_campaign", "id": 100_005, "fields": {"title": "X"}}, timeout=5
+    )
     assert r.json()["result"]["campaign"]["title"] == "X"
     assert get(session, fake, "/v2/campaigns/100005").json()["campaign"]["title"] == "X"
     r = post(fake.url + "/_fake/mutate", json={"op": "restore"}, timeout=5).json()
@@ -766,14 +806,14 @@ def test_a_million_campaigns_serve_the_last_page_without_materialising(session: 
         with FakeTrackier(cat, api_key=KEY) as f:
             body = get(session, f, "/v2/campaigns", page=1000, limit=1000).json()
             # Tokens are opaque to clients; the test forges one to jump to the 1000th page.
-            cursor = get(session, f, "/v2/campaigns", limit=1000,
-                         pageToken=encode_token("campaigns", 998_999, 1000)).json()  # fmt: skip
+            cursor = get(
+                session, f, "/v2/campaigns", limit=1000, pageToken=encode_token("campaigns", 998_999, 1000)
+            ).json()
             _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     assert [c["id"] for c in body["campaigns"]] == list(range(1_099_000, 1_100_000))
-    assert body["pagination"] == {"page": 1000, "limit": 1000, "perPage": 1000, "total": 1_000_000,
-                                  "totalPages": 1000}  # fmt: skip
+    assert body["pagination"] == {"page": 1000, "limit": 1000, "perPage": 1000, "total": 1_000_000, "totalPages": 1000}
     assert [c["id"] for c in cursor["campaigns"]] == list(range(1_099_000, 1_100_000))
     assert cursor["pagination"]["nextPageToken"] == ""
     # The whole catalogue as dicts would be ~3 GB; a page and its JSON are a few MB.
@@ -786,11 +826,29 @@ def test_a_million_campaigns_serve_the_last_page_without_materialising(session: 
 def test_cli_port_file_config_and_sigterm(tmp_path: Path) -> None:
     port_file = tmp_path / "port"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "devtools.fake_trackier", "--port", "0", "--campaigns", "120",
-         "--advertisers", "4", "--api-key", "cli-key", "--port-file", str(port_file), "--verbose",
-         "--config", '{"total_lie": 2}'],
-        cwd=REPO, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "devtools.fake_trackier",
+            "--port",
+            "0",
+            "--campaigns",
+            "120",
+            "--advertisers",
+            "4",
+            "--api-key",
+            "cli-key",
+            "--port-file",
+            str(port_file),
+            "--verbose",
+            "--config",
+            '{"total_lie": 2}',
+        ],
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     try:
         deadline = time.monotonic() + 10
         while not port_file.exists():
@@ -798,8 +856,9 @@ def test_cli_port_file_config_and_sigterm(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "server did not start"
             time.sleep(0.05)
         url = f"http://127.0.0.1:{int(port_file.read_text())}"
-        body = requests.get(url + "/v2/campaigns", params={"page": 1}, headers={"X-Api-Key": "cli-key"},
-                            timeout=5).json()  # fmt: skip
+        body = requests.get(
+            url + "/v2/campaigns", params={"page": 1}, headers={"X-Api-Key": "cli-key"}, timeout=5
+        ).json()
         assert body["pagination"]["total"] == 122
         assert len(body["campaigns"]) == 100
         proc.send_signal(signal.SIGTERM)

@@ -27,8 +27,14 @@ from devtools.airflow_server import DAG_ID, LiveAirflow, wait_until
 pytestmark = [pytest.mark.airflow, pytest.mark.browser]
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]  # fmt: skip
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 XSS = "<img src=x onerror=alert(1)>"
 VIEWPORT = {"width": 1360, "height": 1000}
@@ -109,8 +115,10 @@ def test_offer_sync_page_manual_sync(airflow_server: LiveAirflow, browser: Any) 
     fake.mutate("remove_campaigns", count=3)
     fake.mutate("change_payouts", fraction=0.05, seed=3)
     fake.mutate("set_campaign", id=victim, fields={"title": XSS, "currency": XSS})
-    live.sql("INSERT INTO sync_alerts (rule, severity, message, link) VALUES (%s, %s, %s, %s)",
-             ("xss_probe", "warning", f"alert text {XSS}", "javascript:alert(1)"))  # fmt: skip
+    live.sql(
+        "INSERT INTO sync_alerts (rule, severity, message, link) VALUES (%s, %s, %s, %s)",
+        ("xss_probe", "warning", f"alert text {XSS}", "javascript:alert(1)"),
+    )
 
     context, page, console = _open(browser, live)
     try:
@@ -145,12 +153,15 @@ def test_offer_sync_page_manual_sync(airflow_server: LiveAirflow, browser: Any) 
         assert run["state"] == "success", live.log_tail("scheduler")
         expect(frame.locator("#current-title")).to_have_text("Last sync")
         expect(frame.locator("#current-body .run-id")).to_have_text(run["dag_run_id"])
-        row = live.sql("SELECT status, added, updated, unchanged, deactivated, rejected FROM sync_runs "
-                       "WHERE run_id = %s", (run["dag_run_id"],))  # fmt: skip
+        row = live.sql(
+            "SELECT status, added, updated, unchanged, deactivated, rejected FROM sync_runs WHERE run_id = %s",
+            (run["dag_run_id"],),
+        )
         assert row, "no sync_runs row for the page's run"
         status, *counts = row[0]
-        shown = [_int(_tile(frame, key).inner_text()) for key in ("added", "updated", "unchanged", "deactivated",
-                                                                  "rejected")]  # fmt: skip
+        shown = [
+            _int(_tile(frame, key).inner_text()) for key in ("added", "updated", "unchanged", "deactivated", "rejected")
+        ]
         assert shown == counts
         assert counts[0] == 5  # added
         assert counts[3] == 3  # deactivated
@@ -198,16 +209,20 @@ def test_stock_trigger_form_with_changed_params(airflow_server: LiveAirflow, bro
         page.screenshot(path=str(DOCS / "trigger-dag-form.png"))
         page.get_by_test_id("trigger-dag-submit").click()
 
-        new = wait_until(lambda: [r for r in live.dag_runs() if r["dag_run_id"] not in before], 60,
-                         what="the run triggered from the form")  # fmt: skip
+        new = wait_until(
+            lambda: [r for r in live.dag_runs() if r["dag_run_id"] not in before],
+            60,
+            what="the run triggered from the form",
+        )
         run = new[0]
         assert run["conf"]["dry_run"] is True
         assert run["conf"]["max_error_rate"] == 0.2
         assert run["triggering_user_name"] == "op"
         final = live.wait_for_run(run["dag_run_id"])
         assert final["state"] == "success", live.log_tail("scheduler")
-        row = live.sql("SELECT dry_run, params->>'max_error_rate' FROM sync_runs WHERE run_id = %s",
-                       (run["dag_run_id"],))  # fmt: skip
+        row = live.sql(
+            "SELECT dry_run, params->>'max_error_rate' FROM sync_runs WHERE run_id = %s", (run["dag_run_id"],)
+        )
         assert row == [(True, "0.2")]
         assert console.problems == []
     finally:

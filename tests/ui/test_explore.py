@@ -82,8 +82,11 @@ def test_chart_thresholds_are_the_alert_rules_thresholds() -> None:
 
     assert explore.chart_thresholds(ENV) == {"max_duration_s": 2.0, "max_error_rate": 0.002, "error": None}
     defaults = Thresholds()
-    assert explore.chart_thresholds({}) == {"max_duration_s": defaults.max_duration_s,
-                                            "max_error_rate": defaults.max_error_rate, "error": None}  # fmt: skip
+    assert explore.chart_thresholds({}) == {
+        "max_duration_s": defaults.max_duration_s,
+        "max_error_rate": defaults.max_error_rate,
+        "error": None,
+    }
     broken = explore.chart_thresholds({"OFFER_SYNC_MAX_DURATION_S": "ten minutes"})
     assert broken["max_duration_s"] is None
     assert "OFFER_SYNC_MAX_DURATION_S" in str(broken["error"])
@@ -98,8 +101,9 @@ def test_run_detail_has_phases_shards_alerts_and_reject_reasons(
     history = synced[1]
     d = explore.run_detail(conn, history.run_ids[1])
     assert d is not None
-    row = conn.execute("SELECT added, updated, deactivated, rejected, metrics FROM sync_runs WHERE run_id = %s",
-                       (history.run_ids[1],)).fetchone()  # fmt: skip
+    row = conn.execute(
+        "SELECT added, updated, deactivated, rejected, metrics FROM sync_runs WHERE run_id = %s", (history.run_ids[1],)
+    ).fetchone()
     assert row is not None
     assert (d["run"]["added"], d["run"]["updated"], d["run"]["deactivated"], d["run"]["rejected"]) == row[:4]
     assert [p["key"] for p in d["phases"]] == ["extract", "validate", "stage", "check", "merge"]
@@ -204,8 +208,10 @@ def test_offer_lookup_names_the_run_that_deactivated_it(
     assert offer["deactivated_by"] == history.run_ids[1]
     assert offer["deactivation_run_status"] == "completed_with_errors"
     trail = found["audit"]["items"]
-    assert [(a["action"], a["run_id"]) for a in trail] == [("deactivated", history.run_ids[1]),
-                                                           ("inserted", history.run_ids[0])]  # fmt: skip
+    assert [(a["action"], a["run_id"]) for a in trail] == [
+        ("deactivated", history.run_ids[1]),
+        ("inserted", history.run_ids[0]),
+    ]
     assert trail[0]["changes"] == {"is_active": {"old": True, "new": False}}
     # Newest first, one row per page: the cursor walks back to the insert.
     first = explore.offer_audit(conn, int(offer["id"]), limit=1)
@@ -236,8 +242,9 @@ def rejects_db(offers_db_url: str) -> Iterator[psycopg.Connection[Any]]:
             "WHEN i % 10 = 1 THEN 'title: bad_name (got ' || i || ')' ELSE 'currency: unknown (got ' || i || ')' END, "
             "repeat('x', 500), 0, i FROM generate_series(1, 130) AS i"
         )
-        setup.execute("INSERT INTO sync_rejects (run_id, entity, record_key, reason) "
-                      "VALUES ('r2', 'campaigns', 'o', 'other run')")
+        setup.execute(
+            "INSERT INTO sync_rejects (run_id, entity, record_key, reason) VALUES ('r2', 'campaigns', 'o', 'other run')"
+        )
     with offers_connection(DatabaseSettings(conninfo=offers_db_url)) as c:
         yield c
 
@@ -285,10 +292,21 @@ def test_rejects_csv_streams_every_row_in_batches_with_formulas_neutralised(
     assert len(filtered) == 13
 
 
-@pytest.mark.parametrize(("value", "cell"), [
-    ("=cmd|' /C calc'!A0", "'=cmd|' /C calc'!A0"), ("+1", "'+1"), ("-1", "'-1"), ("@SUM(A1)", "'@SUM(A1)"),
-    ("\t=1", "'\t=1"), ("\r=1", "'\r=1"), ("a=1", "a=1"), ("", ""), (None, ""), (7, 7),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("value", "cell"),
+    [
+        ("=cmd|' /C calc'!A0", "'=cmd|' /C calc'!A0"),
+        ("+1", "'+1"),
+        ("-1", "'-1"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\t=1", "'\t=1"),
+        ("\r=1", "'\r=1"),
+        ("a=1", "a=1"),
+        ("", ""),
+        (None, ""),
+        (7, 7),
+    ],
+)
 def test_csv_cell_prefixes_what_a_spreadsheet_would_run(value: Any, cell: Any) -> None:
     assert explore.csv_cell(value) == cell
 
@@ -310,19 +328,28 @@ def test_pages_read_the_indexes_instead_of_sorting_a_run(rejects_db: psycopg.Con
 # --- helpers ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "pattern"), [
-    ("abc", "%abc%"), ("100%", "%100\\%%"), ("a_b", "%a\\_b%"), ("c:\\dir", "%c:\\\\dir%"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "pattern"),
+    [
+        ("abc", "%abc%"),
+        ("100%", "%100\\%%"),
+        ("a_b", "%a\\_b%"),
+        ("c:\\dir", "%c:\\\\dir%"),
+    ],
+)
 def test_like_pattern_escapes_wildcards(text: str, pattern: str) -> None:
     assert explore.like_pattern(text) == pattern
 
 
-@pytest.mark.parametrize(("scope", "roots"), [
-    ({"root_path": "/offer-sync"}, ("/offer-sync", "")),
-    ({"root_path": "/airflow/offer-sync", "app_root_path": "/airflow"}, ("/airflow/offer-sync", "/airflow")),
-    ({"root_path": "/a/b/offer-sync/"}, ("/a/b/offer-sync", "/a/b")),
-    ({"root_path": "/elsewhere", "app_root_path": "/x/"}, ("/elsewhere", "/x")),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("scope", "roots"),
+    [
+        ({"root_path": "/offer-sync"}, ("/offer-sync", "")),
+        ({"root_path": "/airflow/offer-sync", "app_root_path": "/airflow"}, ("/airflow/offer-sync", "/airflow")),
+        ({"root_path": "/a/b/offer-sync/"}, ("/a/b/offer-sync", "/a/b")),
+        ({"root_path": "/elsewhere", "app_root_path": "/x/"}, ("/elsewhere", "/x")),
+    ],
+)
 def test_page_roots_follow_the_sub_path(scope: dict[str, Any], roots: tuple[str, str]) -> None:
     from include.offer_sync.ui.app import page_roots
 

@@ -43,8 +43,13 @@ TALL = {"width": VIEWPORT["width"], "height": 1750}
 
 @pytest.fixture(scope="module")
 def subpath(pg_admin_url: str) -> Iterator[tuple[LiveAirflow, History]]:
-    with live_airflow(pg_admin_url, Catalogue(8, 400, seed=11), base_path=BASE_PATH,
-                      components=("api-server", "dag-processor"), extra_env=ENV) as live:  # fmt: skip
+    with live_airflow(
+        pg_admin_url,
+        Catalogue(8, 400, seed=11),
+        base_path=BASE_PATH,
+        components=("api-server", "dag-processor"),
+        extra_env=ENV,
+    ) as live:
         live.unpause()  # no "DAG is paused" banner; without a scheduler nothing runs
         yield live, build_history(live.fake, live.offers_db_url, FIXTURE_API_KEY, ENV)
 
@@ -101,9 +106,11 @@ def test_history_chart_has_one_point_per_run_and_the_alert_thresholds(
     from playwright.sync_api import expect
 
     live, history = subpath
-    runs = live.sql("SELECT run_id, status, COALESCE(added, (result->>'added')::int), COALESCE(updated, 0), "
-                    "COALESCE(deactivated, 0), COALESCE(rejected, (result->>'rejected')::int), duration_s "
-                    "FROM sync_runs ORDER BY started_at")  # fmt: skip
+    runs = live.sql(
+        "SELECT run_id, status, COALESCE(added, (result->>'added')::int), COALESCE(updated, 0), "
+        "COALESCE(deactivated, 0), COALESCE(rejected, (result->>'rejected')::int), duration_s "
+        "FROM sync_runs ORDER BY started_at"
+    )
     context, page, frame, console, requests = _page(browser, live)
     try:
         frame.get_by_role("link", name="History", exact=True).click()
@@ -207,8 +214,12 @@ def test_run_detail_counts_equal_sync_runs_and_the_csv_has_its_rejects(
         changed = frame.locator(f'#changes-list tr[data-trackier-id="{history.xss_offer}"]')
         expect(changed.locator('li[data-field="title"]')).to_contain_text(f"→ {XSS}")
         expect(frame.locator('#changes-list tr[data-action="updated"]')).to_have_count(row[1])
-        deactivated = {r[0] for r in live.sql("SELECT trackier_id FROM offer_audit WHERE run_id = %s AND "
-                                              "action = 'deactivated'", (run_id,))}  # fmt: skip
+        deactivated = {
+            r[0]
+            for r in live.sql(
+                "SELECT trackier_id FROM offer_audit WHERE run_id = %s AND action = 'deactivated'", (run_id,)
+            )
+        }
         frame.locator('#run-changes button[data-action="deactivated"]').click()
         rows_gone = frame.locator('#changes-list tr[data-action="deactivated"]')
         expect(rows_gone).to_have_count(len(deactivated))

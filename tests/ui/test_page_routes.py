@@ -83,20 +83,32 @@ def probe_run(airflow_server: LiveAirflow) -> Iterator[str]:
             "INSERT INTO sync_runs (run_id, dag_id, status, started_at, finished_at, duration_s, added, updated, "
             "unchanged, deactivated, reactivated, rejected, error_rate, complete_sweep, metrics) VALUES "
             "(%s, 'trackier_offer_sync', 'completed_with_errors', '2020-01-01T02:00Z', '2020-01-01T02:01Z', 60, "
-            "1, 0, 0, 1, 0, 3, 0.5, true, '{\"phases_s\": {\"merge\": 1.5}}')", (PROBE_RUN,))
+            '1, 0, 0, 1, 0, 3, 0.5, true, \'{"phases_s": {"merge": 1.5}}\')',
+            (PROBE_RUN,),
+        )
         conn.cursor().executemany(
             "INSERT INTO sync_rejects (run_id, entity, record_key, reason, raw) VALUES (%s, 'campaigns', %s, %s, %s)",
-            [(PROBE_RUN, "=2+3", "currency: bad (got '<img src=x onerror=alert(1)>')", '{"id": "=2+3"}'),
-             (PROBE_RUN, "77", "title: blank (got '')", "{}"), (PROBE_RUN, "78", "title: blank (got ' ')", "{}")])
-        brand = conn.execute("INSERT INTO brands (trackier_id, name, content_hash) VALUES ('probe-brand', "
-                             "'Probe Brand', 'h') RETURNING id").fetchone()[0]  # type: ignore[index]
+            [
+                (PROBE_RUN, "=2+3", "currency: bad (got '<img src=x onerror=alert(1)>')", '{"id": "=2+3"}'),
+                (PROBE_RUN, "77", "title: blank (got '')", "{}"),
+                (PROBE_RUN, "78", "title: blank (got ' ')", "{}"),
+            ],
+        )
+        brand = conn.execute(
+            "INSERT INTO brands (trackier_id, name, content_hash) VALUES ('probe-brand', "
+            "'Probe Brand', 'h') RETURNING id"
+        ).fetchone()[0]  # type: ignore[index]
         offer = conn.execute(
             "INSERT INTO offers (trackier_id, brand_id, title, currency, content_hash, is_active, deactivated_at) "
-            "VALUES ('probe-offer', %s, 'Probe 100%% offer', 'USD', 'h', false, now()) RETURNING id", (brand,)
+            "VALUES ('probe-offer', %s, 'Probe 100%% offer', 'USD', 'h', false, now()) RETURNING id",
+            (brand,),
         ).fetchone()[0]  # type: ignore[index]
-        conn.execute("INSERT INTO offer_audit (run_id, offer_id, trackier_id, action, changes) VALUES "
-                     "(%s, %s, 'probe-offer', 'inserted', NULL), (%s, %s, 'probe-offer', 'deactivated', "
-                     "'{\"is_active\": {\"old\": true, \"new\": false}}')", (PROBE_RUN, offer, PROBE_RUN, offer))
+        conn.execute(
+            "INSERT INTO offer_audit (run_id, offer_id, trackier_id, action, changes) VALUES "
+            "(%s, %s, 'probe-offer', 'inserted', NULL), (%s, %s, 'probe-offer', 'deactivated', "
+            '\'{"is_active": {"old": true, "new": false}}\')',
+            (PROBE_RUN, offer, PROBE_RUN, offer),
+        )
     try:
         yield PROBE_RUN
     finally:
@@ -118,8 +130,11 @@ def test_viewer_reads_history_run_offers_and_the_rejects_csv(airflow_server: Liv
 
     run = af.api("GET", "/offer-sync/api/run", user="viewer", params={"run_id": probe_run})
     assert run.status_code == 200
-    assert {k: run.json()["run"][k] for k in ("added", "deactivated", "rejected")} == {"added": 1, "deactivated": 1,
-                                                                                      "rejected": 3}  # fmt: skip
+    assert {k: run.json()["run"][k] for k in ("added", "deactivated", "rejected")} == {
+        "added": 1,
+        "deactivated": 1,
+        "rejected": 3,
+    }
     assert run.json()["phases"] == [{"key": "merge", "title": "Merge", "seconds": 1.5}]
     assert run.json()["airflow"] is None  # not a run Airflow knows
     reasons = {g["reason"]: g["count"] for g in run.json()["reject_reasons"]}
@@ -128,8 +143,12 @@ def test_viewer_reads_history_run_offers_and_the_rejects_csv(airflow_server: Liv
     page = af.api("GET", "/offer-sync/api/run/rejects", user="viewer", params={"run_id": probe_run, "limit": 2})
     assert page.status_code == 200
     assert len(page.json()["items"]) == 2
-    rest = af.api("GET", "/offer-sync/api/run/rejects", user="viewer",
-                  params={"run_id": probe_run, "limit": 2, "after": page.json()["next"]})  # fmt: skip
+    rest = af.api(
+        "GET",
+        "/offer-sync/api/run/rejects",
+        user="viewer",
+        params={"run_id": probe_run, "limit": 2, "after": page.json()["next"]},
+    )
     assert [r["record_key"] for r in page.json()["items"] + rest.json()["items"]] == ["=2+3", "77", "78"]
     assert rest.json()["next"] is None
 
@@ -140,12 +159,14 @@ def test_viewer_reads_history_run_offers_and_the_rejects_csv(airflow_server: Liv
     rows = list(csv.DictReader(io.StringIO(download.text)))
     assert [r["record_key"] for r in rows] == ["'=2+3", "77", "78"]
     assert rows[0]["reason"] == "currency: bad (got '<img src=x onerror=alert(1)>')"
-    only_blank = af.api("GET", "/offer-sync/api/run/rejects.csv", user="viewer",
-                        params={"run_id": probe_run, "reason": "title: blank"})  # fmt: skip
+    only_blank = af.api(
+        "GET", "/offer-sync/api/run/rejects.csv", user="viewer", params={"run_id": probe_run, "reason": "title: blank"}
+    )
     assert len(list(csv.DictReader(io.StringIO(only_blank.text)))) == 2
 
-    changes = af.api("GET", "/offer-sync/api/run/changes", user="viewer",
-                     params={"run_id": probe_run, "action": "deactivated"})  # fmt: skip
+    changes = af.api(
+        "GET", "/offer-sync/api/run/changes", user="viewer", params={"run_id": probe_run, "action": "deactivated"}
+    )
     assert [c["trackier_id"] for c in changes.json()["items"]] == ["probe-offer"]
     found = af.api("GET", "/offer-sync/api/offers", user="viewer", params={"q": "100%"})
     assert [o["trackier_id"] for o in found.json()["offers"]] == ["probe-offer"]
@@ -157,8 +178,9 @@ def test_viewer_reads_history_run_offers_and_the_rejects_csv(airflow_server: Liv
     assert af.api("GET", "/offer-sync/api/run", user="viewer", params={"run_id": "nope"}).status_code == 404
     assert af.api("GET", "/offer-sync/api/run/rejects.csv", user="viewer", params={"run_id": "nope"}).status_code == 404
     assert af.api("GET", "/offer-sync/api/offer", user="viewer", params={"trackier_id": "nope"}).status_code == 404
-    bad_action = af.api("GET", "/offer-sync/api/run/changes", user="viewer",
-                        params={"run_id": probe_run, "action": "x"})  # fmt: skip
+    bad_action = af.api(
+        "GET", "/offer-sync/api/run/changes", user="viewer", params={"run_id": probe_run, "action": "x"}
+    )
     assert bad_action.status_code == 422
     assert af.api("GET", "/offer-sync/api/history", user="viewer", params={"limit": 100000}).status_code == 422
     assert af.api("GET", "/offer-sync/api/offers", user="viewer", params={"q": ""}).status_code == 422

@@ -27,21 +27,33 @@ from tests.airflow.test_alerts import closed_port
 
 def _result(**overrides: Any) -> dict[str, Any]:
     tasks = [{"task": "merge_catalogue", "peak_rss_mb": 300.0}]
-    result = {"run_id": "manual__1", "status": "completed", "duration_s": 10.0, "error_rate": 0.0, "rejected": 0,
-              "metrics": {"peak_task_rss_mb": 300.0, "tasks": tasks}}  # fmt: skip
+    result = {
+        "run_id": "manual__1",
+        "status": "completed",
+        "duration_s": 10.0,
+        "error_rate": 0.0,
+        "rejected": 0,
+        "metrics": {"peak_task_rss_mb": 300.0, "tasks": tasks},
+    }
     result.update(overrides)
     return result
 
 
 def test_each_rule_fires_only_above_its_threshold() -> None:
     limits = Thresholds(max_duration_s=600, max_error_rate=0.05, max_task_rss_mb=1024)
-    assert evaluate(_result(duration_s=600.0, error_rate=0.05,
-                            metrics={"peak_task_rss_mb": 1024.0, "tasks": []}), limits) == []  # fmt: skip
+    assert (
+        evaluate(_result(duration_s=600.0, error_rate=0.05, metrics={"peak_task_rss_mb": 1024.0, "tasks": []}), limits)
+        == []
+    )
     tasks = [{"task": "extract_campaigns 1/2", "peak_rss_mb": 1500.0}]
-    fired = evaluate(_result(duration_s=600.5, error_rate=0.0501,
-                             metrics={"peak_task_rss_mb": 1500.0, "tasks": tasks}), limits)  # fmt: skip
+    fired = evaluate(
+        _result(duration_s=600.5, error_rate=0.0501, metrics={"peak_task_rss_mb": 1500.0, "tasks": tasks}), limits
+    )
     assert [(a.rule, a.measured, a.threshold) for a in fired] == [
-        (DURATION, 600.5, 600), (ERROR_RATE, 0.0501, 0.05), (TASK_MEMORY, 1500.0, 1024)]  # fmt: skip
+        (DURATION, 600.5, 600),
+        (ERROR_RATE, 0.0501, 0.05),
+        (TASK_MEMORY, 1500.0, 1024),
+    ]
     assert "extract_campaigns 1/2 1500 MB" in fired[2].message
     failed = evaluate(_result(status="failed", error="plan_campaigns: TrackierAuthError: bad key"), limits)
     assert [a.rule for a in failed] == [RUN_FAILED]
@@ -51,8 +63,12 @@ def test_each_rule_fires_only_above_its_threshold() -> None:
 
 
 def test_thresholds_come_from_env_then_run_conf() -> None:
-    env = {"OFFER_SYNC_MAX_DURATION_S": "30", "OFFER_SYNC_MAX_ERROR_RATE": "0.2", "OFFER_SYNC_MAX_TASK_RSS_MB": "",
-           "OFFER_SYNC_DEADLINE_MINUTES": "2.5"}  # fmt: skip
+    env = {
+        "OFFER_SYNC_MAX_DURATION_S": "30",
+        "OFFER_SYNC_MAX_ERROR_RATE": "0.2",
+        "OFFER_SYNC_MAX_TASK_RSS_MB": "",
+        "OFFER_SYNC_DEADLINE_MINUTES": "2.5",
+    }
     t = Thresholds.from_env(env, overrides={"max_task_rss_mb": 64})
     assert (t.max_duration_s, t.max_error_rate, t.max_task_rss_mb, t.deadline_minutes) == (30, 0.2, 64, 2.5)
     assert Thresholds.from_env({}) == Thresholds(600, 0.05, 1024, 10)
@@ -122,14 +138,33 @@ def test_email_notifier_configured_in_the_environment_gets_the_alert(monkeypatch
     the alert text (same words as the log line) through an SMTP connection from the environment."""
     sink = SmtpSink()
     try:
-        monkeypatch.setenv("AIRFLOW_CONN_ALERT_MAIL", json.dumps({
-            "conn_type": "smtp", "host": "127.0.0.1", "port": sink.port,
-            "extra": {"disable_ssl": True, "disable_tls": True, "from_email": "airflow@example.com"}}))  # fmt: skip
-        monkeypatch.setenv(EXTRA_NOTIFIERS_ENV, json.dumps([{
-            "class": "airflow.providers.smtp.notifications.smtp.SmtpNotifier",
-            "kwargs": {"smtp_conn_id": "alert_mail", "to": "data-oncall@example.com",
-                       "subject": "{{ offer_sync_alert.rule }} alert for {{ offer_sync_alert.run_id }}",
-                       "html_content": "<p>{{ offer_sync_alert_text }}</p>"}}]))  # fmt: skip
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_ALERT_MAIL",
+            json.dumps(
+                {
+                    "conn_type": "smtp",
+                    "host": "127.0.0.1",
+                    "port": sink.port,
+                    "extra": {"disable_ssl": True, "disable_tls": True, "from_email": "airflow@example.com"},
+                }
+            ),
+        )
+        monkeypatch.setenv(
+            EXTRA_NOTIFIERS_ENV,
+            json.dumps(
+                [
+                    {
+                        "class": "airflow.providers.smtp.notifications.smtp.SmtpNotifier",
+                        "kwargs": {
+                            "smtp_conn_id": "alert_mail",
+                            "to": "data-oncall@example.com",
+                            "subject": "{{ offer_sync_alert.rule }} alert for {{ offer_sync_alert.run_id }}",
+                            "html_content": "<p>{{ offer_sync_alert_text }}</p>",
+                        },
+                    }
+                ]
+            ),
+        )
         [alert] = evaluate(_result(duration_s=700.0), Thresholds())
         [report] = deliver([alert], context={}, db=False, webhook_conn_id="offer_sync_webhook_absent")
         assert report["extra_notifiers"] == [True]

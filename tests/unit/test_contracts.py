@@ -29,9 +29,20 @@ def test_the_readme_example_is_a_sync_result_and_shows_every_contract_key() -> N
 
 def test_the_operators_contract_is_the_first_release_keys_never_renamed() -> None:
     assert contracts.RESULT_KEYS == (
-        "status", "added", "updated", "unchanged", "deactivated", "rejected", "campaigns_processed",
-        "advertisers_processed", "brands_added", "brands_updated", "error_rate", "duration_s", "run_id",
-    )  # fmt: skip
+        "status",
+        "added",
+        "updated",
+        "unchanged",
+        "deactivated",
+        "rejected",
+        "campaigns_processed",
+        "advertisers_processed",
+        "brands_added",
+        "brands_updated",
+        "error_rate",
+        "duration_s",
+        "run_id",
+    )
 
 
 def test_the_merge_writes_the_run_columns_and_remembers_the_sweep_it_copies() -> None:

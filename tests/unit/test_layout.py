@@ -68,8 +68,14 @@ def test_every_package_module_imports_without_devtools() -> None:
         print(len(names))
         """
     )
-    proc = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert int(proc.stdout.split()[-1]) >= 25  # every module, not an empty walk
 
@@ -87,8 +93,11 @@ def _references(text: str) -> tuple[set[str], set[str]]:
     return paths, set(BARE_REF.findall(text))
 
 
-@pytest.mark.parametrize("path", _tracked("*.py", "*.md", "*.sql", "Makefile", "Dockerfile", "*.yaml"),
-                         ids=lambda p: str(p.relative_to(ROOT)))  # fmt: skip
+@pytest.mark.parametrize(
+    "path",
+    _tracked("*.py", "*.md", "*.sql", "Makefile", "Dockerfile", "*.yaml"),
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
 def test_every_file_named_in_the_tree_exists(path: Path) -> None:
     if path.name == "BENCHMARKS.md" or path.name == "test_layout.py":
         pytest.skip("history and this test's own examples")

@@ -15,18 +15,38 @@ from include.offer_sync.trackier.models import (
 from tests.helpers import SPEC_FIXTURE
 
 REAL_CAMPAIGN = {
-    "id": 4021, "hashId": "aZ3k", "title": "Shop & Save – Summer", "description": "Line 1\nLine 2",
-    "kpi": "first purchase", "advertiserId": "65a1b2c3d4e5f60718293a4b", "status": "active",
-    "visibility": "public", "currency": "EUR", "commModel": "cpa",
-    "url": "https://t.example/click?o=4021&c={click_id}", "previewUrl": "https://shop.example",
-    "geo": ["DE", "AT"], "device": ["mobile"], "os": ["ios"], "categories": ["Retail"],
+    "id": 4021,
+    "hashId": "aZ3k",
+    "title": "Shop & Save – Summer",
+    "description": "Line 1\nLine 2",
+    "kpi": "first purchase",
+    "advertiserId": "65a1b2c3d4e5f60718293a4b",
+    "status": "active",
+    "visibility": "public",
+    "currency": "EUR",
+    "commModel": "cpa",
+    "url": "https://t.example/click?o=4021&c={click_id}",
+    "previewUrl": "https://shop.example",
+    "geo": ["DE", "AT"],
+    "device": ["mobile"],
+    "os": ["ios"],
+    "categories": ["Retail"],
     "payouts": [
-        {"_id": "p1", "model": "cpa", "revenue": 12.5, "payout": 9.0, "currency": "EUR", "geo": ["DE"],
-         "created": "2024-03-01T10:00:00.000Z", "modified": "2024-03-02T10:00:00.000Z"},
+        {
+            "_id": "p1",
+            "model": "cpa",
+            "revenue": 12.5,
+            "payout": 9.0,
+            "currency": "EUR",
+            "geo": ["DE"],
+            "created": "2024-03-01T10:00:00.000Z",
+            "modified": "2024-03-02T10:00:00.000Z",
+        },
         {"_id": "p2", "model": "cpa", "revenue": 10, "payout": 7.5, "geo": ["AT"]},
     ],
-    "created": "2024-03-01T10:00:00.000Z", "modified": None,
-}  # fmt: skip
+    "created": "2024-03-01T10:00:00.000Z",
+    "modified": None,
+}
 
 
 def test_real_v2_campaign_keeps_every_payout_rule() -> None:
@@ -120,18 +140,40 @@ def test_a_record_that_is_not_an_object_is_rejected() -> None:
 
 # Storable text that is odd: kept exactly, in every text field (only ids are stricter).
 ODD_TEXT = [
-    "O'Brien \"Deals\"", "'; DROP TABLE offers; --", "<img src=x onerror=alert(1)>", "Café 🚀 Größe",
-    "Tab\there", "Line\nbreak", "CR\rLF\r\n", "\tleading tab", "trailing newline\n", "bell\x07 esc\x1b[31m del\x7f",
-    "C1 \x85 NEL \x9b CSI \x80\x9f", "zero\u200bwidth\u200d\ufeff", "\u202eRTL override\u202c \u200f",
-    "👩‍👩‍👧 🎉", "back\\slash \\N \\. \\t", "\uffff\ufffe noncharacters",
-]  # fmt: skip
+    'O\'Brien "Deals"',
+    "'; DROP TABLE offers; --",
+    "<img src=x onerror=alert(1)>",
+    "Café 🚀 Größe",
+    "Tab\there",
+    "Line\nbreak",
+    "CR\rLF\r\n",
+    "\tleading tab",
+    "trailing newline\n",
+    "bell\x07 esc\x1b[31m del\x7f",
+    "C1 \x85 NEL \x9b CSI \x80\x9f",
+    "zero\u200bwidth\u200d\ufeff",
+    "\u202eRTL override\u202c \u200f",
+    "👩‍👩‍👧 🎉",
+    "back\\slash \\N \\. \\t",
+    "\uffff\ufffe noncharacters",
+]
 
 
 @pytest.mark.parametrize("text", ODD_TEXT)
 def test_odd_but_storable_text_is_kept_exactly_in_every_text_field(text: str) -> None:
-    record = {**REAL_CAMPAIGN, "title": text, "description": text, "status": text, "visibility": text,
-              "commModel": text, "url": text, "previewUrl": text, "geo": [text], "categories": [text],
-              "payouts": [{**REAL_CAMPAIGN["payouts"][0], "model": text, "geo": [text]}]}  # fmt: skip
+    record = {
+        **REAL_CAMPAIGN,
+        "title": text,
+        "description": text,
+        "status": text,
+        "visibility": text,
+        "commModel": text,
+        "url": text,
+        "previewUrl": text,
+        "geo": [text],
+        "categories": [text],
+        "payouts": [{**REAL_CAMPAIGN["payouts"][0], "model": text, "geo": [text]}],
+    }
     (campaign,), rejects = validate_page(Campaign, [record])
     assert rejects == []
     row = dict(zip(CAMPAIGN_COLUMNS, campaign_row(campaign), strict=True))
@@ -142,8 +184,14 @@ def test_odd_but_storable_text_is_kept_exactly_in_every_text_field(text: str) ->
     adv = {"id": 5, "name": text, "company": text, "email": text, "category": text, "status": text, "tags": [text]}
     (advertiser,), adv_rejects = validate_page(Advertiser, [adv])
     assert adv_rejects == []
-    assert [advertiser.name, advertiser.company, advertiser.email, advertiser.category, advertiser.status,
-            *advertiser.tags] == [text] * 6  # fmt: skip
+    assert [
+        advertiser.name,
+        advertiser.company,
+        advertiser.email,
+        advertiser.category,
+        advertiser.status,
+        *advertiser.tags,
+    ] == [text] * 6
 
 
 def test_every_problem_of_a_record_is_reported_at_once() -> None:
@@ -172,7 +220,18 @@ def test_content_hash_changes_with_content_not_with_key_order() -> None:
 
 
 def test_advertiser_keeps_every_id_it_offers() -> None:
-    (adv,), _ = validate_page(Advertiser, [{"id": 1001, "_id": "65a1b2c3d4e5f60718293a4b", "hashId": "h1",
-                                           "name": "Acme", "currency": "usd", "tags": ["x"]}])  # fmt: skip
+    (adv,), _ = validate_page(
+        Advertiser,
+        [
+            {
+                "id": 1001,
+                "_id": "65a1b2c3d4e5f60718293a4b",
+                "hashId": "h1",
+                "name": "Acme",
+                "currency": "usd",
+                "tags": ["x"],
+            }
+        ],
+    )
     assert (adv.id, adv.long_id, adv.hash_id, adv.currency) == ("1001", "65a1b2c3d4e5f60718293a4b", "h1", "USD")
     assert advertiser_row(adv)[0] == "1001"

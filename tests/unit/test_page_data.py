@@ -29,24 +29,46 @@ def test_build_progress_counts_tasks_pages_and_live_copy_rows() -> None:
     tables = StagingTables.for_run(run["run_id"])
     shard = {"entity": "campaigns", "limit": 50, "expected_total": 400, "style": "page"}
     plans = [
-        {"task_id": "plan_advertisers", "map_index": -1,
-         "value": [{"entity": "advertisers", "limit": 50, "expected_total": 8, "planned_last": 1, "label": "adv"}]},
-        {"task_id": "plan_campaigns", "map_index": -1,
-         "value": [{**shard, "index": 0, "planned_last": 4, "label": "campaigns: pages 1-4 of 8"},
-                   {**shard, "index": 1, "planned_last": 8, "label": "campaigns: pages 5-8+ of 8"}]},
-        {"task_id": "extract_advertisers", "map_index": 0,
-         "value": {"pages": 1, "records": 8, "rejected": 0, "label": "adv"}},
-        {"task_id": "extract_campaigns", "map_index": 0,
-         "value": {"pages": 4, "records": 200, "rejected": 2, "label": "campaigns: pages 1-4 of 8"}},
-    ]  # fmt: skip
+        {
+            "task_id": "plan_advertisers",
+            "map_index": -1,
+            "value": [{"entity": "advertisers", "limit": 50, "expected_total": 8, "planned_last": 1, "label": "adv"}],
+        },
+        {
+            "task_id": "plan_campaigns",
+            "map_index": -1,
+            "value": [
+                {**shard, "index": 0, "planned_last": 4, "label": "campaigns: pages 1-4 of 8"},
+                {**shard, "index": 1, "planned_last": 8, "label": "campaigns: pages 5-8+ of 8"},
+            ],
+        },
+        {
+            "task_id": "extract_advertisers",
+            "map_index": 0,
+            "value": {"pages": 1, "records": 8, "rejected": 0, "label": "adv"},
+        },
+        {
+            "task_id": "extract_campaigns",
+            "map_index": 0,
+            "value": {"pages": 4, "records": 200, "rejected": 2, "label": "campaigns: pages 1-4 of 8"},
+        },
+    ]
     tis = [
-        _ti("start_sync", "success"), _ti("plan_advertisers", "success"), _ti("plan_campaigns", "success"),
-        _ti("extract_advertisers", "success", 0, "adv"), _ti("extract_campaigns", "success", 0),
-        _ti("extract_campaigns", "running", 1), _ti("check_sweep", None), _ti("merge_catalogue", None),
-        _ti("publish_result", None), _ti("extract_campaigns", "removed", 2),
-    ]  # fmt: skip
-    copies = [{"table_name": tables.campaigns, "tuples_processed": 120},
-              {"table_name": "offer_sync_stg_someoneelse_cmp", "tuples_processed": 999}]  # fmt: skip
+        _ti("start_sync", "success"),
+        _ti("plan_advertisers", "success"),
+        _ti("plan_campaigns", "success"),
+        _ti("extract_advertisers", "success", 0, "adv"),
+        _ti("extract_campaigns", "success", 0),
+        _ti("extract_campaigns", "running", 1),
+        _ti("check_sweep", None),
+        _ti("merge_catalogue", None),
+        _ti("publish_result", None),
+        _ti("extract_campaigns", "removed", 2),
+    ]
+    copies = [
+        {"table_name": tables.campaigns, "tuples_processed": 120},
+        {"table_name": "offer_sync_stg_someoneelse_cmp", "tuples_processed": 999},
+    ]
 
     p = build_progress(run, tis, plans, copies)
 
@@ -63,9 +85,18 @@ def test_build_progress_counts_tasks_pages_and_live_copy_rows() -> None:
     assert p["totals"]["rejected"] == 2
     assert p["totals"]["percent"] == round(100 * 328 / 408, 1)
     running = [s for s in p["shards"] if s["state"] == "running"]
-    assert running == [{"entity": "campaigns", "label": "campaigns: pages 5-8+ of 8", "state": "running",
-                        "pages": None, "records": 120, "records_live": True, "rejected": None,
-                        "failed_pages": None}]  # fmt: skip
+    assert running == [
+        {
+            "entity": "campaigns",
+            "label": "campaigns: pages 5-8+ of 8",
+            "state": "running",
+            "pages": None,
+            "records": 120,
+            "records_live": True,
+            "rejected": None,
+            "failed_pages": None,
+        }
+    ]
 
 
 def test_build_progress_before_planning_has_no_expectations() -> None:

@@ -118,9 +118,15 @@ def test_a_200_without_the_record_list_is_retried() -> None:
 
         from include.offer_sync.settings import TrackierSettings
 
-        client = TrackierClient(TrackierSettings(base_url=f"http://127.0.0.1:{server.server_port}",
-                                                 api_key=SecretStr("k"), requests_per_second=0,
-                                                 backoff_base_s=0.01, backoff_max_s=0.02))  # fmt: skip
+        client = TrackierClient(
+            TrackierSettings(
+                base_url=f"http://127.0.0.1:{server.server_port}",
+                api_key=SecretStr("k"),
+                requests_per_second=0,
+                backoff_base_s=0.01,
+                backoff_max_s=0.02,
+            )
+        )
         page = client.fetch_page("campaigns", page=1)
     finally:
         server.shutdown()

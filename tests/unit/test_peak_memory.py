@@ -19,9 +19,11 @@ FAT_MB = 600
 
 def test_child_of_a_fat_parent_reports_its_own_peak_not_the_parents() -> None:
     # A parent that touches FAT_MB of memory, then starts a child that measures itself.
-    child = ("import json, resource; from include.offer_sync.extract import peak_rss_mb; "
-             "print(json.dumps({'ours': peak_rss_mb(), "
-             "'ru_maxrss': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))")  # fmt: skip
+    child = (
+        "import json, resource; from include.offer_sync.extract import peak_rss_mb; "
+        "print(json.dumps({'ours': peak_rss_mb(), "
+        "'ru_maxrss': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))"
+    )
     parent = textwrap.dedent(f"""
         import subprocess, sys
         ballast = bytearray({FAT_MB} * 1024 * 1024)
@@ -30,8 +32,15 @@ def test_child_of_a_fat_parent_reports_its_own_peak_not_the_parents() -> None:
         out = subprocess.run([sys.executable, "-c", {child!r}], check=True, capture_output=True, text=True)
         print(out.stdout.strip().splitlines()[-1])
     """)
-    result = subprocess.run([sys.executable, "-c", parent], cwd=ROOT, check=True, capture_output=True, text=True,
-                            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, timeout=120)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", parent],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        timeout=120,
+    )
     child = json.loads(result.stdout.strip().splitlines()[-1])
     # The premise: the inherited counter really does show the parent's peak on this kernel.
     assert child["ru_maxrss"] >= FAT_MB
@@ -50,8 +59,15 @@ def test_peak_grows_with_what_the_process_itself_touches() -> None:
         del block
         print(json.dumps({"before": before, "after": peak_rss_mb()}))
     """)
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True, text=True,
-                            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, timeout=120)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        timeout=120,
+    )
     peaks = json.loads(result.stdout.strip().splitlines()[-1])
     # A high-water mark: the freed block still counts.
     assert peaks["after"] - peaks["before"] >= 150, peaks

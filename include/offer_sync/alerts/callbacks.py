@@ -46,6 +46,7 @@ from include.offer_sync.alerts.rules import (
 
 log = logging.getLogger(__name__)
 
+
 def _conf(context: Mapping[str, Any]) -> dict[str, Any]:
     dag_run = context.get("dag_run")
     conf = getattr(dag_run, "conf", None) if dag_run is not None else None
@@ -60,9 +61,12 @@ def _dag_id(context: Mapping[str, Any]) -> str:
 
 
 def announce_result(
-    result: Mapping[str, Any], *, conf: Mapping[str, Any] | None = None, context: Mapping[str, Any] | None = None,
+    result: Mapping[str, Any],
+    *,
+    conf: Mapping[str, Any] | None = None,
+    context: Mapping[str, Any] | None = None,
     dag_id: str = DAG_ID,
-) -> list[dict[str, Any]]:  # fmt: skip
+) -> list[dict[str, Any]]:
     """In ``publish_result``: check the finished result against the rules. Never raises.
 
     Dry runs are checked too. The completion webhook is not posted here: ``post_sync_result``
@@ -111,8 +115,9 @@ def on_run_success(context: Mapping[str, Any]) -> None:
         if find_db_connection_error(exc) is None:
             log.exception("success callback could not read run %s", run_id)
             return
-        OfferSyncNotifier([db_connection_alert(exc, run_id=run_id, where="success callback", link=link,
-                                               dag_id=dag_id)], db=False)(dict(context))  # fmt: skip
+        OfferSyncNotifier(
+            [db_connection_alert(exc, run_id=run_id, where="success callback", link=link, dag_id=dag_id)], db=False
+        )(dict(context))
         return
     if not record or not record.get("result"):
         log.warning("success callback: run %s has no stored sync_result", run_id)
@@ -135,8 +140,11 @@ def on_run_failure(context: Mapping[str, Any]) -> None:
     map_index = getattr(ti, "map_index", None)
     if task and isinstance(map_index, int) and map_index >= 0:
         task = f"{task}[{map_index}]"
-    error = f"task {task} failed ({context.get('reason') or 'task_failure'})" if task else str(
-        context.get("reason") or "the run failed")  # fmt: skip
+    error = (
+        f"task {task} failed ({context.get('reason') or 'task_failure'})"
+        if task
+        else str(context.get("reason") or "the run failed")
+    )
     db = _db_settings()
     result: dict[str, Any] | None = None
     alerts: list[Alert] = []
@@ -145,8 +153,11 @@ def on_run_failure(context: Mapping[str, Any]) -> None:
             with connect(db):
                 pass
         except Exception as exc:  # noqa: BLE001 - the outage is what we report
-            alerts.append(db_connection_alert(exc, run_id=run_id, where="failure callback (marking the run failed)",
-                                              link=link, dag_id=dag_id))  # fmt: skip
+            alerts.append(
+                db_connection_alert(
+                    exc, run_id=run_id, where="failure callback (marking the run failed)", link=link, dag_id=dag_id
+                )
+            )
             db = False
             error += "; the offers database is unreachable, so sync_runs could not be updated"
         else:
@@ -171,8 +182,14 @@ def _task_callback(context: Mapping[str, Any], *, final: bool) -> None:
     try_number = getattr(ti, "try_number", None)
     if db_error is not None:
         where = f"task {task} try {try_number}" + ("" if final else " (will be retried)")
-        alert = db_connection_alert(db_error, run_id=run_id, where=where, severity="critical" if final else "warning",
-                                    link=run_link(run_id, dag_id), dag_id=dag_id)  # fmt: skip
+        alert = db_connection_alert(
+            db_error,
+            run_id=run_id,
+            where=where,
+            severity="critical" if final else "warning",
+            link=run_link(run_id, dag_id),
+            dag_id=dag_id,
+        )
         OfferSyncNotifier([alert])(dict(context))
     elif final and run_id and exc is not None:
         # The DAG's failure callback sees no exception; record the real one on the run now.
@@ -216,9 +233,17 @@ async def deadline_missed(context: Mapping[str, Any] | None = None, *, threshold
         started = since if isinstance(since, datetime) else datetime.fromisoformat(str(since).replace("Z", "+00:00"))
         measured = round((datetime.now(UTC) - started).total_seconds(), 1)
     state = dag_run.get("state") or "running"
-    alert = Alert(DEADLINE, measured, float(threshold_s), run_id, run_link(run_id, dag_id),
-                  f"the run is still {state} {_fmt(measured or 0)} s after it was queued; its deadline was "
-                  f"{threshold_s / 60:g} min (OFFER_SYNC_DEADLINE_MINUTES)", "critical", dag_id)  # fmt: skip
+    alert = Alert(
+        DEADLINE,
+        measured,
+        float(threshold_s),
+        run_id,
+        run_link(run_id, dag_id),
+        f"the run is still {state} {_fmt(measured or 0)} s after it was queued; its deadline was "
+        f"{threshold_s / 60:g} min (OFFER_SYNC_DEADLINE_MINUTES)",
+        "critical",
+        dag_id,
+    )
     notifier = OfferSyncNotifier([alert])
     notifier.context = dict(context or {})
     try:

@@ -65,9 +65,12 @@ class OfferSyncNotifier(BaseNotifier):
 
 
 def deliver(
-    alerts: Sequence[Alert], *, context: Mapping[str, Any] | None = None, db: Any = None,
+    alerts: Sequence[Alert],
+    *,
+    context: Mapping[str, Any] | None = None,
+    db: Any = None,
     webhook_conn_id: str = WEBHOOK_CONN_ID,
-) -> list[dict[str, Any]]:  # fmt: skip
+) -> list[dict[str, Any]]:
     """Send each alert everywhere it goes; an alert this run already recorded is not sent again."""
     if not alerts:
         return []
@@ -112,17 +115,25 @@ def _record(alerts: Sequence[Alert], db: Any) -> list[int | bool | None]:
         with connect(db, autocommit=True) as conn:
             ensure_schema(conn)
             for alert in alerts:
-                row = conn.execute(query("alerts_insert"), {
-                    "run_id": alert.run_id, "rule": alert.rule, "severity": alert.severity,
-                    "measured": alert.measured, "threshold": alert.threshold, "message": alert.message,
-                    "link": alert.link,
-                }).fetchone()  # fmt: skip
+                row = conn.execute(
+                    query("alerts_insert"),
+                    {
+                        "run_id": alert.run_id,
+                        "rule": alert.rule,
+                        "severity": alert.severity,
+                        "measured": alert.measured,
+                        "threshold": alert.threshold,
+                        "message": alert.message,
+                        "link": alert.link,
+                    },
+                ).fetchone()
                 ids.append(int(row[0]) if row else False)
         return ids
     except Exception as exc:  # noqa: BLE001 - the database may be the very thing that is down
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        log.warning("could not record %d alert(s) in sync_alerts (%s): they go to the log and webhook only",
-                    len(alerts), reason)  # fmt: skip
+        log.warning(
+            "could not record %d alert(s) in sync_alerts (%s): they go to the log and webhook only", len(alerts), reason
+        )
         return [None] * len(alerts)
 
 
@@ -158,15 +169,22 @@ def post_json(conn_id: str, payload: Mapping[str, Any], event: str) -> bool:
             "reraise": True,
         }
         response = hook.run_with_advanced_retry(
-            retry_args, endpoint=None, json=body,
+            retry_args,
+            endpoint=None,
+            json=body,
             headers={"Content-Type": "application/json", "X-Offer-Sync-Event": event},
             extra_options={"timeout": WEBHOOK_TIMEOUT_S},
-        )  # fmt: skip
+        )
         log.info("webhook %s: %s event delivered (HTTP %s)", conn_id, event, response.status_code)
         return True
     except Exception as exc:  # noqa: BLE001 - by design: a dead webhook is logged, never fatal
-        log.warning("webhook %s: could not deliver the %s event after %d attempt(s): %s", conn_id, event,
-                    WEBHOOK_ATTEMPTS, type(exc).__name__)  # fmt: skip
+        log.warning(
+            "webhook %s: could not deliver the %s event after %d attempt(s): %s",
+            conn_id,
+            event,
+            WEBHOOK_ATTEMPTS,
+            type(exc).__name__,
+        )
         return False
 
 
@@ -188,8 +206,9 @@ def extra_notifier_specs(environ: Mapping[str, str] | None = None) -> list[dict[
         specs = json.loads(raw)
         if isinstance(specs, dict):
             specs = [specs]
-        if not isinstance(specs, list) or not all(isinstance(s, dict) and isinstance(s.get("class"), str)
-                                                   for s in specs):  # fmt: skip
+        if not isinstance(specs, list) or not all(
+            isinstance(s, dict) and isinstance(s.get("class"), str) for s in specs
+        ):
             raise ValueError('expected a list of {"class": "dotted.path", "kwargs": {...}}')
         return specs
     except ValueError as exc:

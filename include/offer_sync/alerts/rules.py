@@ -54,7 +54,6 @@ DEADLINE = "deadline"
 RULES: tuple[str, ...] = (DURATION, ERROR_RATE, TASK_MEMORY, DB_CONNECTION, RUN_FAILED, DEADLINE)
 
 
-
 def _number(raw: Any, source: str) -> float:
     try:
         value = float(raw)
@@ -162,10 +161,14 @@ def evaluate(
 
     error_rate = _float(result.get("error_rate"))
     if error_rate is not None and error_rate > thresholds.max_error_rate:
-        add(ERROR_RATE, error_rate, thresholds.max_error_rate,
+        add(
+            ERROR_RATE,
+            error_rate,
+            thresholds.max_error_rate,
             f"{error_rate:.2%} of the sweep was rejected or not fetched (rejected {result.get('rejected', 0)}, "
             f"failed pages {result.get('failed_pages', 0)}), over the {thresholds.max_error_rate:.2%} limit",
-            "critical" if result.get("status") == "failed" else "warning")  # fmt: skip
+            "critical" if result.get("status") == "failed" else "warning",
+        )
 
     metrics = result.get("metrics") or {}
     peak = _float(metrics.get("peak_task_rss_mb"))
@@ -173,9 +176,13 @@ def evaluate(
         tasks = metrics.get("tasks") or []
         over = [t for t in tasks if (_float(t.get("peak_rss_mb")) or 0) > thresholds.max_task_rss_mb]
         names = ", ".join(f"{t.get('task')} {float(t['peak_rss_mb']):.0f} MB" for t in over[:5]) or "?"
-        add(TASK_MEMORY, peak, thresholds.max_task_rss_mb,
+        add(
+            TASK_MEMORY,
+            peak,
+            thresholds.max_task_rss_mb,
             f"a sync task peaked at {peak:.0f} MB RSS, over the {thresholds.max_task_rss_mb:g} MB limit ({names})",
-            "warning")  # fmt: skip
+            "warning",
+        )
 
     if result.get("status") == "failed":
         error = str(result.get("error") or "see the task logs")[:500]
@@ -209,7 +216,8 @@ def find_db_connection_error(exc: BaseException | None) -> BaseException | None:
             if cls.__module__ == "include.offer_sync.errors" and cls.__name__ == "DatabaseError":
                 return None  # classified by db.connect: a more specific class than "unavailable"
             if (cls.__name__ == "DatabaseUnavailableError" and cls.__module__ == "include.offer_sync.errors") or (
-                cls.__name__ == "OperationalError" and cls.__module__.split(".")[0] == "psycopg"
+                cls.__name__ == "OperationalError"
+                and cls.__module__.split(".")[0] == "psycopg"
                 and is_connection_failure(getattr(exc, "sqlstate", None))
             ):
                 return exc
@@ -218,13 +226,19 @@ def find_db_connection_error(exc: BaseException | None) -> BaseException | None:
 
 
 def db_connection_alert(
-    error: BaseException | str, *, run_id: str | None, where: str, severity: str = "critical",
-    link: str | None = None, dag_id: str = DAG_ID,
-) -> Alert:  # fmt: skip
+    error: BaseException | str,
+    *,
+    run_id: str | None,
+    where: str,
+    severity: str = "critical",
+    link: str | None = None,
+    dag_id: str = DAG_ID,
+) -> Alert:
     """``db_connection``: measured = 1 failed connection, threshold = 0 (any failure alerts)."""
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return Alert(DB_CONNECTION, 1.0, 0.0, run_id, link, f"{where}: database connection failed: {text[:500]}",
-                 severity, dag_id)  # fmt: skip
+    return Alert(
+        DB_CONNECTION, 1.0, 0.0, run_id, link, f"{where}: database connection failed: {text[:500]}", severity, dag_id
+    )
 
 
 def thresholds_for(conf: Mapping[str, Any] | None) -> Thresholds:

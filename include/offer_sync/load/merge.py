@@ -95,8 +95,20 @@ def merge_sweep(
                 ).fetchone()
             except psycopg.errors.UndefinedTable as exc:
                 raise _StagingGone from exc  # only a finished run drops its staging (checked below)
-            (gate_open, merged_at, stored, started_at, newer_run_id, newer_started_at, brands_added, brands_updated,
-             brands_reactivated, brands_deactivated, brands_would, brands_active) = brands  # fmt: skip
+            (
+                gate_open,
+                merged_at,
+                stored,
+                started_at,
+                newer_run_id,
+                newer_started_at,
+                brands_added,
+                brands_updated,
+                brands_reactivated,
+                brands_deactivated,
+                brands_would,
+                brands_active,
+            ) = brands
             if not gate_open and merged_at is not None:
                 log.info("run %s already merged at %s; returning its recorded result", run_id, merged_at)
                 return dict(stored or {}) | {"already_merged": True}
@@ -126,31 +138,44 @@ def merge_sweep(
                     for problem in guards:
                         log.warning(problem)
                 elif deactivate_missing:
-                    log.warning("incomplete sweep: no offer or brand is deactivated this run (%s)",
-                                sweep["problems"][:3])  # fmt: skip
+                    log.warning(
+                        "incomplete sweep: no offer or brand is deactivated this run (%s)", sweep["problems"][:3]
+                    )
                 problems = [*guards, *sweep.get("problems", [])]
                 t3 = time.perf_counter()
                 timings.update(brands_s=t1 - t0, offers_s=t2 - t1, deactivate_s=t3 - t2)
                 counts = {
                     **{k: sweep[k] for k in SWEEP_KEYS_IN_COUNTS},
-                    "added": added, "updated": updated, "reactivated": reactivated,
-                    "unchanged": seen - added - updated - reactivated, "deactivated": deactivated,
-                    "brands_added": brands_added, "brands_updated": brands_updated,
-                    "brands_deactivated": brands_deactivated, "brands_reactivated": brands_reactivated,
+                    "added": added,
+                    "updated": updated,
+                    "reactivated": reactivated,
+                    "unchanged": seen - added - updated - reactivated,
+                    "deactivated": deactivated,
+                    "brands_added": brands_added,
+                    "brands_updated": brands_updated,
+                    "brands_deactivated": brands_deactivated,
+                    "brands_reactivated": brands_reactivated,
                     # skipped: asked to deactivate, but no offer was (incomplete sweep, or the guard)
                     "deactivation_skipped": deactivate_missing and (not may_deactivate or offers_blocked),
                     "deactivation_blocked": offers_blocked or brands_blocked,
                     "brands_deactivation_blocked": brands_blocked,
                     "problems": problems,
-                }  # fmt: skip
+                }
                 merge_metrics = {"merge": {k: round(v, 3) for k, v in timings.items()}}
                 # The sweep's verdict and the merge's flags go with the counts: a retried merge task
                 # and a check_sweep cleared after the merge read them back from here.
                 provisional = build_result(
-                    run_id, "completed", counts, 0.0, dry_run=dry_run, metrics=merge_metrics,
-                    complete_sweep=sweep["complete_sweep"], failed_pages=sweep["failed_pages"],
-                    problems=problems[:10], **{k: counts[k] for k in MERGE_FLAGS},
-                )  # fmt: skip
+                    run_id,
+                    "completed",
+                    counts,
+                    0.0,
+                    dry_run=dry_run,
+                    metrics=merge_metrics,
+                    complete_sweep=sweep["complete_sweep"],
+                    failed_pages=sweep["failed_pages"],
+                    problems=problems[:10],
+                    **{k: counts[k] for k in MERGE_FLAGS},
+                )
                 if dry_run:
                     raise _DryRunRollback
                 _record_merge(conn, run_id, provisional, merge_metrics, sweep["complete_sweep"], dry_run=False)
@@ -170,10 +195,18 @@ def merge_sweep(
     log.info(
         "merge of run %s: %d added, %d updated, %d unchanged, %d reactivated, %d deactivated; "
         "brands %d added, %d updated, %d reactivated, %d deactivated (%s)",
-        run_id, counts["added"], counts["updated"], counts["unchanged"], counts["reactivated"],
-        counts["deactivated"], counts["brands_added"], counts["brands_updated"], counts["brands_reactivated"],
-        counts["brands_deactivated"], ", ".join(f"{k} {v:.2f}s" for k, v in timings.items()),
-    )  # fmt: skip
+        run_id,
+        counts["added"],
+        counts["updated"],
+        counts["unchanged"],
+        counts["reactivated"],
+        counts["deactivated"],
+        counts["brands_added"],
+        counts["brands_updated"],
+        counts["brands_reactivated"],
+        counts["brands_deactivated"],
+        ", ".join(f"{k} {v:.2f}s" for k, v in timings.items()),
+    )
     return counts | {"merge_timings": {k: round(v, 3) for k, v in timings.items()}}
 
 
@@ -185,9 +218,7 @@ def _guard_problem(what: str, would: int, active: int, max_rate: float) -> str:
     )
 
 
-def _superseded_message(
-    run_id: str, started_at: datetime | None, newer_run_id: str, newer_started_at: datetime
-) -> str:
+def _superseded_message(run_id: str, started_at: datetime | None, newer_run_id: str, newer_started_at: datetime) -> str:
     def iso(value: datetime | None) -> str:
         return value.isoformat(timespec="seconds") if value is not None else "?"
 
@@ -211,7 +242,12 @@ def _record_merge(
     """Write the merge's counts to the run's row (inside the merge's transaction, unless a dry run)."""
     conn.execute(
         query("runs_record_merge"),
-        {"run_id": run_id, **{k: result[k] for k in result if k in RECORD_KEYS},
-         "complete_sweep": complete_sweep, "dry_run": dry_run, "result": Jsonb(result), "metrics": Jsonb(metrics)},
-    )  # fmt: skip
-
+        {
+            "run_id": run_id,
+            **{k: result[k] for k in result if k in RECORD_KEYS},
+            "complete_sweep": complete_sweep,
+            "dry_run": dry_run,
+            "result": Jsonb(result),
+            "metrics": Jsonb(metrics),
+        },
+    )

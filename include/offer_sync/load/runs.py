@@ -91,8 +91,14 @@ def fail_run(
         return build_result(run_id, "failed", counts or {}, 0.0, error=error)
     stored = dict(run.get("result") or {})
     merged_counts = {**stored, **(counts or {})}
-    result = build_result(run_id, "failed", merged_counts, float(run["elapsed_s"]), error=error,
-                          metrics=stored.get("metrics") or run.get("metrics") or {})  # fmt: skip
+    result = build_result(
+        run_id,
+        "failed",
+        merged_counts,
+        float(run["elapsed_s"]),
+        error=error,
+        metrics=stored.get("metrics") or run.get("metrics") or {},
+    )
     conn.execute(query("runs_fail"), {"run_id": run_id, "error": error[:4000], "result": Jsonb(result)})
     return result
 
@@ -117,10 +123,7 @@ def recorded_sweep(record: dict[str, Any]) -> dict[str, Any]:
     records these figures in ``result`` in the same transaction, so they are always there.
     """
     result = dict(record.get("result") or {})
-    sweep: dict[str, Any] = {
-        k: int(result.get(k) or 0)
-        for k in RECORDED_SWEEP_COUNTS
-    }
+    sweep: dict[str, Any] = {k: int(result.get(k) or 0) for k in RECORDED_SWEEP_COUNTS}
     sweep.update(
         complete_sweep=bool(result.get("complete_sweep")),
         error_rate=float(result.get("error_rate") or 0.0),

@@ -61,8 +61,12 @@ class StagingTables:
         return f"{STAGING_PREFIX}{self.run_key}_tries"
 
     def names(self) -> dict[str, str]:
-        return {"advertisers": self.advertisers, "campaigns": self.campaigns, "aliases": self.aliases,
-                "tries": self.tries}  # fmt: skip
+        return {
+            "advertisers": self.advertisers,
+            "campaigns": self.campaigns,
+            "aliases": self.aliases,
+            "tries": self.tries,
+        }
 
     def table_for(self, entity: str) -> str:
         return self.advertisers if entity == "advertisers" else self.campaigns
@@ -105,9 +109,7 @@ class ShardWriter:
     ``seq`` values, and only the newest try's rows may count (``sweep_mark_duplicates.sql``).
     """
 
-    def __init__(
-        self, cursor: psycopg.Cursor[Any], table: str, entity: str, shard: int, try_number: int = 1
-    ) -> None:
+    def __init__(self, cursor: psycopg.Cursor[Any], table: str, entity: str, shard: int, try_number: int = 1) -> None:
         self.entity = entity
         self.shard = shard
         self.try_number = try_number
@@ -126,8 +128,9 @@ class ShardWriter:
     def write_reject(self, page: int | None, reject: Reject) -> None:
         self._seq += 1
         body = (reject.record_key, *self._empty_body[1:])  # keep the id: it still counts as "seen"
-        self._copy.write_row((self.shard, self.try_number, self._seq, page, "rejected", *body, reject.reason,
-                              reject.raw))  # fmt: skip
+        self._copy.write_row(
+            (self.shard, self.try_number, self._seq, page, "rejected", *body, reject.reason, reject.raw)
+        )
 
     def close(self, exc: BaseException | None = None) -> None:
         if exc is None:

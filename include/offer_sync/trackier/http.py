@@ -188,9 +188,7 @@ class TrackierClient:
             try:
                 body = self._get_once(path, params)
                 if list_key is not None and not isinstance(body.get(list_key), list):
-                    raise TrackierTransientError(
-                        f"the response has no {list_key!r} list (keys: {sorted(body)[:10]})"
-                    )
+                    raise TrackierTransientError(f"the response has no {list_key!r} list (keys: {sorted(body)[:10]})")
                 return body
             except TrackierAuthError:
                 raise
@@ -209,8 +207,13 @@ class TrackierClient:
                     self.stats.wait_s += wait
                 log.warning(
                     "GET %s %s failed (attempt %d/%d): %s; retrying in %.2fs",
-                    path, _safe_params(params), attempt, attempts, exc, wait,
-                )  # fmt: skip
+                    path,
+                    _safe_params(params),
+                    attempt,
+                    attempts,
+                    exc,
+                    wait,
+                )
                 time.sleep(wait)
         assert last is not None
         raise last
@@ -222,9 +225,12 @@ class TrackierClient:
             self.stats.requests += 1
         try:
             return self._http().get(
-                url, params=params, headers=self._headers, timeout=(s.connect_timeout_s, s.read_timeout_s),
+                url,
+                params=params,
+                headers=self._headers,
+                timeout=(s.connect_timeout_s, s.read_timeout_s),
                 allow_redirects=False,
-            )  # fmt: skip
+            )
         except requests.Timeout as exc:
             raise TrackierTransientError(f"timed out after {s.read_timeout_s}s") from exc
         except requests.ConnectionError as exc:
@@ -253,9 +259,14 @@ class TrackierClient:
             # Said once per client: a moved path costs a request per page, the connection can say it.
             level = logging.DEBUG if self._redirect_logged else logging.WARNING
             self._redirect_logged = True
-            log.log(level, "GET %s was redirected (HTTP %s) to %s on the same host; following it (put the new "
-                    "path in the trackier_api host to save the extra request)", path, resp.status_code,
-                    urlsplit(target).path)  # fmt: skip
+            log.log(
+                level,
+                "GET %s was redirected (HTTP %s) to %s on the same host; following it (put the new "
+                "path in the trackier_api host to save the extra request)",
+                path,
+                resp.status_code,
+                urlsplit(target).path,
+            )
             resp = self._send(target, None)  # the target URL carries the query string already
         if resp.is_redirect:
             resp.close()
@@ -281,9 +292,7 @@ class TrackierClient:
             if code not in TRANSIENT_CODES:
                 raise TrackierResponseError(f"HTTP 400 for {path}: {_error_message(body) or 'bad request'}")
         if status == 429 or code == 40:
-            raise TrackierTransientError(
-                f"rate limited (HTTP {status}, code {code})", retry_after=_retry_after(resp)
-            )
+            raise TrackierTransientError(f"rate limited (HTTP {status}, code {code})", retry_after=_retry_after(resp))
         if status >= 500:
             raise TrackierTransientError(f"HTTP {status} from Trackier", retry_after=_retry_after(resp))
         if status != 200:
@@ -384,12 +393,16 @@ class TrackierClient:
             return Probe("cursor", None, None, per_page, requested)
         third = self._check_page(entity, size, page=2)
         if third is not None and not _same_records(first, third):
-            reason = ("nextPageToken answered page 1 again (the cursor does not move) while page=2 works: "
-                      "reading numbered pages instead (set pagination to page to skip this check)")  # fmt: skip
+            reason = (
+                "nextPageToken answered page 1 again (the cursor does not move) while page=2 works: "
+                "reading numbered pages instead (set pagination to page to skip this check)"
+            )
             log.warning("%s: %s", entity, reason)
             return _page_probe(first, per_page, requested, reason)
-        reason = ("nextPageToken answered page 1 again (the cursor does not move) and page=2 did not move past "
-                  "page 1 either: only page 1 can be read; the sweep is incomplete")  # fmt: skip
+        reason = (
+            "nextPageToken answered page 1 again (the cursor does not move) and page=2 did not move past "
+            "page 1 either: only page 1 can be read; the sweep is incomplete"
+        )
         log.warning("%s: %s", entity, reason)
         return Probe("cursor", None, None, per_page, requested, reason)
 
@@ -399,8 +412,13 @@ class TrackierClient:
             return self.fetch_page(entity, limit=limit, **where)
         except (TrackierTransientError, TrackierResponseError) as exc:
             what = "page 2" if "page" in where else "the next cursor page"
-            log.warning("%s: could not fetch %s to check the pagination (%s); keeping the style page 1 "
-                        "suggested, the streams still stop on a repeated page", entity, what, exc)  # fmt: skip
+            log.warning(
+                "%s: could not fetch %s to check the pagination (%s); keeping the style page 1 "
+                "suggested, the streams still stop on a repeated page",
+                entity,
+                what,
+                exc,
+            )
             return None
 
     def iter_page_range(
@@ -463,10 +481,12 @@ class TrackierClient:
                 short = isinstance(result, Page) and len(result.records) < limit
                 if short and result.page is not None and result.page < last:
                     yield Anomaly(
-                        entity, result.page, "short_page",
+                        entity,
+                        result.page,
+                        "short_page",
                         f"page {result.page} of {last} returned {len(result.records)} of {limit} records"
                         + ("; the list ends early, stopped reading" if not result.records else ""),
-                    )  # fmt: skip
+                    )
                     if not result.records:
                         for future in pending:
                             future.cancel()
@@ -540,10 +560,12 @@ class TrackierClient:
                 if not promised:
                     return  # the end of the list
                 yield Anomaly(
-                    entity, n, "short_page",
+                    entity,
+                    n,
+                    "short_page",
                     f"page {n} of {planned_last} returned {len(result.records)} of {limit} records"
                     + ("; the list ends early, stopped reading" if not result.records else ""),
-                )  # fmt: skip
+                )
                 if not result.records:
                     return
             n += 1
@@ -573,8 +595,17 @@ class TrackierClient:
             except (TrackierTransientError, TrackierResponseError) as exc:
                 yield PageFailure(entity, ordinal, token, str(exc), self.settings.max_retries + 1)
                 return  # a cursor stream cannot skip a page: the rest is unreachable this run
-            page = Page(entity, page.records, ordinal, token, page.next_token, page.total,
-                        page.total_pages, page.per_page, page.fingerprint)  # fmt: skip
+            page = Page(
+                entity,
+                page.records,
+                ordinal,
+                token,
+                page.next_token,
+                page.total,
+                page.total_pages,
+                page.per_page,
+                page.fingerprint,
+            )
             repeated = guard.check(page)
             if repeated is not None:
                 yield repeated
@@ -583,8 +614,12 @@ class TrackierClient:
             if page.next_token is None:
                 return
             if page.next_token in seen or page.next_token == token:
-                yield Anomaly(entity, ordinal, "repeated_cursor",
-                              f"page {ordinal} returned a cursor already seen; stopped to avoid a loop")  # fmt: skip
+                yield Anomaly(
+                    entity,
+                    ordinal,
+                    "repeated_cursor",
+                    f"page {ordinal} returned a cursor already seen; stopped to avoid a loop",
+                )
                 return
             if not page.records:
                 yield Anomaly(entity, ordinal, "empty_page", f"page {ordinal} was empty but had a next cursor")
@@ -612,11 +647,18 @@ class _RepeatGuard:
         earlier = self.seen.setdefault(result.fingerprint, result.page)
         if earlier == result.page:
             return None
-        hint = ("the API seems to ignore page=; set pagination to auto or cursor" if self.style == "page"
-                else "the cursor moves but the records do not")  # fmt: skip
-        return Anomaly(self.entity, result.page, "repeated_page",
-                       f"page {result.page} returned the same {len(result.records)} records as page {earlier} "
-                       f"({hint}); stopped reading this stream")  # fmt: skip
+        hint = (
+            "the API seems to ignore page=; set pagination to auto or cursor"
+            if self.style == "page"
+            else "the cursor moves but the records do not"
+        )
+        return Anomaly(
+            self.entity,
+            result.page,
+            "repeated_page",
+            f"page {result.page} returned the same {len(result.records)} records as page {earlier} "
+            f"({hint}); stopped reading this stream",
+        )
 
 
 def _parse_json(resp: requests.Response) -> Any:

@@ -210,12 +210,14 @@ class Campaign(BaseModel):
         self.__dict__["modified"] = _as_utc("modified", self.modified, out_of_range)
         clean = (
             not out_of_range
-            and self.id.strip() and self.advertiser_ref.strip() and _VISIBLE.search(self.title)
+            and self.id.strip()
+            and self.advertiser_ref.strip()
+            and _VISIBLE.search(self.title)
             and self.currency in ISO_4217
             and all(r.currency is None or r.currency in ISO_4217 for r in rules)
             and not _ID_CONTROL_CHARS.search("".join(self._ids()))
             and _NUL not in "".join(self._texts())
-        )  # fmt: skip
+        )
         if not clean:  # the rare case: find every problem, by field, for the reject reason
             p = _Problems()
             p.items.extend(out_of_range)
@@ -245,8 +247,15 @@ class Campaign(BaseModel):
 
     def _texts(self) -> Iterator[str]:
         """Every other string of the record (names, codes, tags, URLs, text), for the NUL scan."""
-        for value in (self.title, self.description, self.status, self.visibility, self.comm_model, self.url,
-                      self.preview_url):  # fmt: skip
+        for value in (
+            self.title,
+            self.description,
+            self.status,
+            self.visibility,
+            self.comm_model,
+            self.url,
+            self.preview_url,
+        ):
             if value:
                 yield value
         yield from self.geo
@@ -261,9 +270,15 @@ class Campaign(BaseModel):
     def _named(self) -> tuple[dict[str, str | None], dict[str, str | None]]:
         """``_ids`` and ``_texts`` by field path, for the reject reason."""
         ids = {"id": self.id, "hashId": self.hash_id, "advertiserId": self.advertiser_ref}
-        texts = {"title": self.title, "description": self.description, "status": self.status,
-                 "visibility": self.visibility, "commModel": self.comm_model, "url": self.url,
-                 "previewUrl": self.preview_url}  # fmt: skip
+        texts = {
+            "title": self.title,
+            "description": self.description,
+            "status": self.status,
+            "visibility": self.visibility,
+            "commModel": self.comm_model,
+            "url": self.url,
+            "previewUrl": self.preview_url,
+        }
         for field in ("geo", "device", "os", "categories"):
             texts.update({f"{field}.{i}": v for i, v in enumerate(getattr(self, field))})
         for i, rule in enumerate(self.payouts):
@@ -315,9 +330,14 @@ class Advertiser(BaseModel):
         p.not_blank("id", self.id)
         p.not_blank("name", self.name)
         p.plain_ids({"id": self.id, "_id": self.long_id, "hashId": self.hash_id})
-        texts = {"name": self.name, "company": self.company, "email": self.email, "category": self.category,
-                 "status": self.status}
-        texts.update({f"tags.{i}": v for i, v in enumerate(self.tags)})  # fmt: skip
+        texts = {
+            "name": self.name,
+            "company": self.company,
+            "email": self.email,
+            "category": self.category,
+            "status": self.status,
+        }
+        texts.update({f"tags.{i}": v for i, v in enumerate(self.tags)})
         p.storable(texts)
         self.__dict__["currency"] = p.currency("currency", self.currency)
         p.raise_if_any()
@@ -353,15 +373,45 @@ def _json_type(value: Any) -> str:
 # --- rows for the staging tables ---------------------------------------------------------------
 
 CAMPAIGN_COLUMNS: tuple[str, ...] = (
-    "trackier_id", "hash_id", "advertiser_ref", "title", "description", "status", "visibility",
-    "currency", "comm_model", "payout", "payout_currency", "revenue", "payouts", "geo", "device",
-    "os", "categories", "url", "preview_url", "source_created", "source_modified", "content_hash",
-)  # fmt: skip
+    "trackier_id",
+    "hash_id",
+    "advertiser_ref",
+    "title",
+    "description",
+    "status",
+    "visibility",
+    "currency",
+    "comm_model",
+    "payout",
+    "payout_currency",
+    "revenue",
+    "payouts",
+    "geo",
+    "device",
+    "os",
+    "categories",
+    "url",
+    "preview_url",
+    "source_created",
+    "source_modified",
+    "content_hash",
+)
 
 ADVERTISER_COLUMNS: tuple[str, ...] = (
-    "trackier_id", "long_id", "hash_id", "name", "company", "email", "category", "status",
-    "currency", "tags", "source_created", "source_modified", "content_hash",
-)  # fmt: skip
+    "trackier_id",
+    "long_id",
+    "hash_id",
+    "name",
+    "company",
+    "email",
+    "category",
+    "status",
+    "currency",
+    "tags",
+    "source_created",
+    "source_modified",
+    "content_hash",
+)
 
 
 def _content_hash(values: Iterable[Any]) -> str:
@@ -382,18 +432,40 @@ def campaign_row(c: Campaign) -> tuple[Any, ...]:
     """The staging row of a valid campaign, in ``CAMPAIGN_COLUMNS`` order (COPY-ready values)."""
     # Amounts rounded to the 6 decimals numeric(18,6) keeps, so that equal amounts hash equal.
     payouts = [
-        {"rule_id": r.rule_id, "model": r.model, "payout": round(r.payout, 6),
-         "revenue": None if r.revenue is None else round(r.revenue, 6), "currency": r.currency, "geo": r.geo}
+        {
+            "rule_id": r.rule_id,
+            "model": r.model,
+            "payout": round(r.payout, 6),
+            "revenue": None if r.revenue is None else round(r.revenue, 6),
+            "currency": r.currency,
+            "geo": r.geo,
+        }
         for r in c.payouts
-    ]  # fmt: skip
+    ]
     first = payouts[0] if payouts else None
     row = (
-        c.id, c.hash_id, c.advertiser_ref, c.title, c.description, c.status, c.visibility, c.currency,
-        c.comm_model, first["payout"] if first else None, first["currency"] if first else None,
-        first["revenue"] if first else None, orjson.dumps(payouts).decode(), pg_array(c.geo),
-        pg_array(c.device), pg_array(c.os), pg_array(c.categories), c.url, c.preview_url,
-        _iso(c.created), _iso(c.modified),
-    )  # fmt: skip
+        c.id,
+        c.hash_id,
+        c.advertiser_ref,
+        c.title,
+        c.description,
+        c.status,
+        c.visibility,
+        c.currency,
+        c.comm_model,
+        first["payout"] if first else None,
+        first["currency"] if first else None,
+        first["revenue"] if first else None,
+        orjson.dumps(payouts).decode(),
+        pg_array(c.geo),
+        pg_array(c.device),
+        pg_array(c.os),
+        pg_array(c.categories),
+        c.url,
+        c.preview_url,
+        _iso(c.created),
+        _iso(c.modified),
+    )
     # The advertiser reference is compared as the brand it resolves to, in SQL; hash the rest here.
     return (*row, _content_hash((row[1], *row[3:])))
 
@@ -401,9 +473,19 @@ def campaign_row(c: Campaign) -> tuple[Any, ...]:
 def advertiser_row(a: Advertiser) -> tuple[Any, ...]:
     """The staging row of a valid advertiser, in ``ADVERTISER_COLUMNS`` order (COPY-ready values)."""
     row = (
-        a.id, a.long_id, a.hash_id, a.name, a.company, a.email, a.category, a.status, a.currency,
-        pg_array(a.tags), _iso(a.created), _iso(a.modified),
-    )  # fmt: skip
+        a.id,
+        a.long_id,
+        a.hash_id,
+        a.name,
+        a.company,
+        a.email,
+        a.category,
+        a.status,
+        a.currency,
+        pg_array(a.tags),
+        _iso(a.created),
+        _iso(a.modified),
+    )
     return (*row, _content_hash(row[1:]))
 
 
@@ -429,8 +511,7 @@ def describe_errors(error: ValidationError, limit: int = 5) -> str:
             continue
         loc = ".".join(str(p) for p in item["loc"]) or "record"
         if item["type"] == "string_unicode":  # pydantic's words for a lone surrogate (JSON "\ud800")
-            msg = ("contains a lone surrogate, which is not Unicode text: it cannot be encoded as UTF-8 "
-                   "or stored")  # fmt: skip
+            msg = "contains a lone surrogate, which is not Unicode text: it cannot be encoded as UTF-8 or stored"
         if item["type"] not in ("missing", "model_type") and "input" in item:
             shown = _short_repr(item["input"])
             if shown is not None:
@@ -479,9 +560,7 @@ _CAMPAIGN_PAGE = TypeAdapter(list[Campaign])
 _ADVERTISER_PAGE = TypeAdapter(list[Advertiser])
 
 
-def validate_page(
-    model: type[Campaign] | type[Advertiser], records: list[Any]
-) -> tuple[list[Any], list[Reject]]:
+def validate_page(model: type[Campaign] | type[Advertiser], records: list[Any]) -> tuple[list[Any], list[Reject]]:
     """Validate a page: the valid records, and a ``Reject`` for every invalid one.
 
     The whole-page adapter is tried first because it is several times faster than a Python loop;

@@ -155,8 +155,12 @@ class SweepRateLimiter:
 
     def stats(self) -> dict[str, Any]:
         """For the task log: how many statements the limiter cost and how many slots went unused."""
-        return {"rate": self.rate, "reservations": self.reservations, "expired_slots": self.expired,
-                "batch": self.batch}  # fmt: skip
+        return {
+            "rate": self.rate,
+            "reservations": self.reservations,
+            "expired_slots": self.expired,
+            "batch": self.batch,
+        }
 
 
 class _Unlimited:
@@ -178,5 +182,10 @@ def sweep_rate_limiter(db: DatabaseSettings, sweep: str, rate: float) -> Iterato
     finally:
         limiter.close()
         if limiter.reservations:
-            log.info("sweep rate limit %.3g req/s: %d reservations, %d slots unused (batch %d at the end)",
-                     limiter.rate, limiter.reservations, limiter.expired, limiter.batch)  # fmt: skip
+            log.info(
+                "sweep rate limit %.3g req/s: %d reservations, %d slots unused (batch %d at the end)",
+                limiter.rate,
+                limiter.reservations,
+                limiter.expired,
+                limiter.batch,
+            )

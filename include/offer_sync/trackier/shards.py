@@ -27,27 +27,34 @@ from include.offer_sync.trackier.pagination import Entity, Probe
 
 def plan_shards(entity: Entity, probe: Probe, pages_per_shard: int, max_shards: int) -> list[dict[str, Any]]:
     """The shard specs for one entity."""
-    base = {"entity": entity, "limit": probe.page_size, "expected_total": probe.total,
-            "pagination": probe.verdict(), "first_page": probe.first_page}  # fmt: skip
+    base = {
+        "entity": entity,
+        "limit": probe.page_size,
+        "expected_total": probe.total,
+        "pagination": probe.verdict(),
+        "first_page": probe.first_page,
+    }
     if probe.style == "cursor":
-        return [{**base, "index": 0, "style": "cursor", "first": None, "last": None,
-                 "label": f"{entity}: cursor stream"}]  # fmt: skip
+        return [
+            {**base, "index": 0, "style": "cursor", "first": None, "last": None, "label": f"{entity}: cursor stream"}
+        ]
     if probe.total is None or probe.total_pages is None:
-        return [{**base, "index": 0, "style": "page", "first": 1, "last": None,
-                 "label": f"{entity}: pages 1..end"}]  # fmt: skip
+        return [{**base, "index": 0, "style": "page", "first": 1, "last": None, "label": f"{entity}: pages 1..end"}]
     pages = max(1, probe.total_pages)
     per_shard = max(1, pages_per_shard, -(-pages // max(1, max_shards)))
     shards: list[dict[str, Any]] = []
     for index, first in enumerate(range(1, pages + 1, per_shard)):
         last = min(pages, first + per_shard - 1)
         is_last = last == pages
-        shards.append({
-            **base,
-            "index": index,
-            "style": "page",
-            "first": first,
-            "last": None if is_last else last,
-            "label": f"{entity}: pages {first}-{last}{'+' if is_last else ''} of {pages}",
-            "planned_last": last,
-        })  # fmt: skip
+        shards.append(
+            {
+                **base,
+                "index": index,
+                "style": "page",
+                "first": first,
+                "last": None if is_last else last,
+                "label": f"{entity}: pages {first}-{last}{'+' if is_last else ''} of {pages}",
+                "planned_last": last,
+            }
+        )
     return shards

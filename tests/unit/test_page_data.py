@@ -109,10 +109,29 @@ def test_build_progress_before_planning_has_no_expectations() -> None:
 
 
 def test_page_drives_the_dag_the_dag_file_defines() -> None:
+    """The page, the DAG file and the test harness name the DAG from the one constant, which is also
+    the DAG file's name (the dag-processor's convention this repository keeps)."""
+    import ast
     from pathlib import Path
 
+    from include.offer_sync import constants
     from include.offer_sync.ui.data import DAG_ID as PAGE_DAG_ID
 
     dag_file = Path(__file__).resolve().parents[2] / "dags" / "trackier_offer_sync.py"
-    assert f'DAG_ID = "{PAGE_DAG_ID}"' in dag_file.read_text()
-    assert PAGE_DAG_ID == DAG_ID
+    tree = ast.parse(dag_file.read_text())
+    from_constants = {
+        alias.name
+        for node in tree.body
+        if isinstance(node, ast.ImportFrom) and node.module == "include.offer_sync.constants"
+        for alias in node.names
+    }
+    dag_ids = [
+        ast.unparse(kw.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        for kw in node.keywords
+        if kw.arg == "dag_id" and ast.unparse(node.func) == "dag"
+    ]
+    assert "DAG_ID" in from_constants
+    assert dag_ids == ["DAG_ID"]
+    assert PAGE_DAG_ID == DAG_ID == constants.DAG_ID == dag_file.stem

@@ -18,6 +18,10 @@ sweep older than one already merged: it would revert newer data);
 webhook, once per run: it is **skipped** for a dry run (nothing changed, downstream DAGs must not
 run) and when the event was already emitted (a task cleared and run again).
 
+**Code.** This file only wires: each task calls the function of the same name in
+`include/offer_sync/tasks.py` (`plan_*` -> `plan_entity`, `extract_*` -> `extract_shard`), what each
+returns is typed in `include/offer_sync/contracts.py`, names and defaults are in `constants.py`.
+
 **Connections** (set with `AIRFLOW_CONN_TRACKIER_API` / `AIRFLOW_CONN_OFFERS_DB`):
 `trackier_api` (HTTP: host = base URL, password = network API key, extra = `page_size`,
 `pagination`, `requests_per_second` ...) and `offers_db` (Postgres).

@@ -27,7 +27,7 @@ ShardStyle = Literal["page", "cursor"]
 
 
 class TaskMetrics(TypedDict):
-    """What every task measures about itself (``metrics.measure()``)."""
+    """What every task measures about itself (``tasks._task_metrics``)."""
 
     wall_s: float
     peak_rss_mb: float
@@ -121,7 +121,9 @@ class Shard(TypedDict):
 
 
 class ShardSummary(TypedDict):
-    """What one extract task reports: counts and timings, never records (``ShardProgress.as_dict``)."""
+    """What one extract task reports: counts and timings, never records.
+
+    Built by ``extract.ShardSummary.as_dict`` (the mutable tally of one shard has the same name)."""
 
     entity: Entity
     shard: int
@@ -277,35 +279,6 @@ class SyncResult(SyncResultContract):
     problems: NotRequired[list[str]]
     metrics: NotRequired[RunMetrics]
     error: NotRequired[str]  # failed runs only
-
-
-# --- alerts ---------------------------------------------------------------------------------------
-
-
-class AlertPayload(TypedDict):
-    """``Alert.as_dict()``: the ``sync_alerts`` row, the webhook body (plus ``event``/``text``), and
-    ``offer_sync_alert`` in the extra notifiers' template context."""
-
-    rule: str
-    measured: float | None
-    threshold: float | None
-    run_id: str | None
-    link: str | None
-    message: str
-    severity: Literal["warning", "critical"]
-    dag_id: str
-    raised_at: str
-
-
-class Delivery(TypedDict):
-    """What ``deliver`` did with one alert (``OfferSyncNotifier.delivered``)."""
-
-    rule: str
-    duplicate: NotRequired[bool]  # already raised for this run: nothing sent
-    row_id: NotRequired[int | None]
-    text: NotRequired[str]
-    webhook: NotRequired[bool]
-    extra_notifiers: NotRequired[list[bool]]
 
 
 # --- derived key lists (one home; see the module docstring) ---------------------------------------

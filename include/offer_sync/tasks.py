@@ -27,6 +27,7 @@ from include.offer_sync.contracts import (
     ShardSummary,
     Sweep,
     SyncResult,
+    TaskMetrics,
 )
 from include.offer_sync.db import connect
 from include.offer_sync.extract import peak_rss_mb
@@ -56,6 +57,15 @@ log = logging.getLogger(__name__)
 
 def _statements_since(start: int) -> int:
     return dbmod.STATEMENTS.count - start
+
+
+def _task_metrics(t0: float, s0: int) -> TaskMetrics:
+    """What a task measured about itself since ``t0 = time.perf_counter()``, ``s0 = STATEMENTS.count``."""
+    return {
+        "wall_s": round(time.perf_counter() - t0, 3),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "db_statements": _statements_since(s0),
+    }
 
 
 def start_sync(
@@ -101,11 +111,7 @@ def start_sync(
     return {
         "run_id": run_id,
         "run_key": tables.run_key,
-        "metrics": {
-            "wall_s": round(time.perf_counter() - t0, 3),
-            "peak_rss_mb": round(peak_rss_mb(), 1),
-            "db_statements": _statements_since(s0),
-        },
+        "metrics": _task_metrics(t0, s0),
     }
 
 
@@ -182,11 +188,7 @@ def check_sweep(db: DatabaseSettings, run: RunHandle, summaries: list[ShardSumma
                 expected_totals=expected_totals(summaries),
                 max_error_rate=max_error_rate,
             )
-    sweep["metrics"] = {
-        "wall_s": round(time.perf_counter() - t0, 3),
-        "peak_rss_mb": round(peak_rss_mb(), 1),
-        "db_statements": _statements_since(s0),
-    }
+    sweep["metrics"] = _task_metrics(t0, s0)
     return sweep
 
 
@@ -211,11 +213,7 @@ def merge_catalogue(
             dry_run=dry_run,
             max_deactivate_rate=max_deactivate_rate,
         )
-    counts["metrics"] = {
-        "wall_s": round(time.perf_counter() - t0, 3),
-        "peak_rss_mb": round(peak_rss_mb(), 1),
-        "db_statements": _statements_since(s0),
-    }
+    counts["metrics"] = _task_metrics(t0, s0)
     return counts
 
 

@@ -19,22 +19,12 @@ import pytest
 import requests
 
 from devtools.airflow_server import DAG_ID, LiveAirflow
+from include.offer_sync.contracts import RESULT_KEYS as CONTRACT_KEYS
 
 pytestmark = pytest.mark.airflow
 
-RESULT_KEYS = {
-    "status",
-    "added",
-    "updated",
-    "unchanged",
-    "deactivated",
-    "rejected",
-    "error_rate",
-    "duration_s",
-    "run_id",
-    "campaigns_processed",
-    "advertisers_processed",
-}
+#: the operators' contract: publish_result's XCom carries at least these keys
+RESULT_KEYS = set(CONTRACT_KEYS)
 
 
 def _catalogue_ids(live: LiveAirflow) -> tuple[set[str], set[str]]:

@@ -26,7 +26,7 @@ from typing import Any
 
 from bench.cluster import start_database
 from bench.run import API_KEY, CHANGE_FRACTION, PAGE_SIZE, SIZES, FakeServer
-from devtools.airflow_run import REPO_ROOT
+from devtools.airflow_run import REPO_ROOT, trackier_conn_for
 
 OUT = REPO_ROOT / "bench" / "out" / "local_executor.json"
 
@@ -48,12 +48,7 @@ def bench_size(size: str, pg_admin_url: str, seed: int, change_seed: int) -> dic
         fake = FakeServer(workdir, advertisers, offers, seed, API_KEY).start()
         try:
             url = db.create("bench_local_executor")
-            conn = {
-                "conn_type": "http",
-                "host": fake.url,
-                "password": API_KEY,
-                "extra": {"page_size": PAGE_SIZE, "requests_per_second": 0},
-            }
+            conn = trackier_conn_for(fake.url, API_KEY, page_size=PAGE_SIZE, requests_per_second=0)
             with running_airflow(trackier_conn=conn, offers_db_url=url, pg_admin_url=pg_admin_url) as af:
                 af.wait_for_dag()
                 af.unpause()  # the scheduler starts the catch-up run: the first sync

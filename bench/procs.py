@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +23,7 @@ from typing import Any
 from urllib.request import Request, urlopen
 
 from devtools.airflow_run import REPO_ROOT
+from devtools.fake_trackier import process_command
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -180,23 +180,9 @@ class FakeServer:
 
     def __init__(self, workdir: Path, advertisers: int, campaigns: int, seed: int, api_key: str) -> None:
         self.port_file = workdir / f"fake-trackier-{os.getpid()}-{time.monotonic_ns()}.port"
-        self.cmd = [
-            sys.executable,
-            "-m",
-            "devtools.fake_trackier",
-            "--port",
-            "0",
-            "--port-file",
-            str(self.port_file),
-            "--advertisers",
-            str(advertisers),
-            "--campaigns",
-            str(campaigns),
-            "--seed",
-            str(seed),
-            "--api-key",
-            api_key,
-        ]
+        self.cmd = process_command(
+            self.port_file, advertisers=advertisers, campaigns=campaigns, seed=seed, api_key=api_key
+        )
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
 

@@ -26,7 +26,7 @@ import psycopg
 from bench.cluster import start_database
 from bench.procs import FakeServer
 from bench.run import API_KEY, BENCH_DIR, PAGE_SIZE, PEERS_VENV, SIZES, ensure_peers_venv, log
-from devtools.airflow_run import DAG_ID, airflow_bin, airflow_env, prepare_home
+from devtools.airflow_run import DAG_ID, airflow_bin, airflow_env, prepare_home, trackier_conn_for
 
 # The first matching rule (looking at every frame of a stack, innermost first) names its category.
 CATEGORIES: tuple[tuple[str, re.Pattern[str]], ...] = (
@@ -107,12 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         fake = FakeServer(Path(tmp), advertisers, offers, args.seed, API_KEY).start()
         try:
             url = db.create("bench_profile")
-            conn = {
-                "conn_type": "http",
-                "host": fake.url,
-                "password": API_KEY,
-                "extra": {"page_size": PAGE_SIZE, "requests_per_second": 0},
-            }
+            conn = trackier_conn_for(fake.url, API_KEY, page_size=PAGE_SIZE, requests_per_second=0)
             home = Path(tmp) / "airflow-home"
             env = airflow_env(home, trackier_conn=conn, offers_db_url=url)
             prepare_home(home, env)

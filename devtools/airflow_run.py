@@ -21,6 +21,20 @@ from include.offer_sync.constants import DAG_ID
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+#: Connection extras for a fake server in tests: small pages, no client-side rate limit, fast backoff.
+FAKE_CONN_EXTRA: dict[str, Any] = {
+    "page_size": 50,
+    "requests_per_second": 0,
+    "backoff_base_s": 0.05,
+    "backoff_max_s": 0.2,
+}
+
+
+def trackier_conn_for(url: str, api_key: str, **extra: Any) -> dict[str, Any]:
+    """The ``trackier_api`` connection (``AIRFLOW_CONN_TRACKIER_API`` JSON) for a Trackier at ``url``."""
+    return {"conn_type": "http", "host": url, "password": api_key, "extra": extra}
+
+
 def airflow_env(
     home: Path, *, trackier_conn: dict[str, Any] | str, offers_db_url: str, extra: dict[str, str] | None = None
 ) -> dict[str, str]:
@@ -42,6 +56,17 @@ def airflow_env(
     )
     env.update(extra or {})
     return env
+
+
+def parse_only_env(home: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """``airflow_env`` for a process that parses the DAG but runs no task: both connections point at
+    a closed port, so nothing the test did not mean to reach can be reached."""
+    return airflow_env(
+        home,
+        trackier_conn={"conn_type": "http", "host": "http://127.0.0.1:9"},
+        offers_db_url="postgresql://unused@127.0.0.1:9/unused",
+        extra=extra,
+    )
 
 
 def airflow_bin() -> str:

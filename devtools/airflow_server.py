@@ -57,7 +57,7 @@ from urllib.parse import quote, urlsplit
 import psycopg
 import requests
 
-from devtools.airflow_run import airflow_bin, airflow_env
+from devtools.airflow_run import FAKE_CONN_EXTRA, airflow_bin, airflow_env, trackier_conn_for
 from include.offer_sync.constants import DAG_ID
 
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
@@ -424,12 +424,7 @@ class LiveAirflow:
 
 def fixture_trackier_conn(server: Any, **extra: Any) -> dict[str, Any]:
     """``AIRFLOW_CONN_TRACKIER_API`` for a fake server: page size 50, no client-side rate limit."""
-    return {
-        "conn_type": "http",
-        "host": server.url,
-        "password": FIXTURE_API_KEY,
-        "extra": {"page_size": 50, "requests_per_second": 0, "backoff_base_s": 0.05, "backoff_max_s": 0.2, **extra},
-    }
+    return trackier_conn_for(server.url, FIXTURE_API_KEY, **{**FAKE_CONN_EXTRA, **extra})
 
 
 @contextlib.contextmanager

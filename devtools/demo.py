@@ -23,6 +23,7 @@ import psycopg
 import requests
 
 from devtools.airflow_run import REPO_ROOT, airflow_env, prepare_home, run_dag_test
+from devtools.fake_trackier import process_command
 
 DEMO_DIR = REPO_ROOT / ".demo"
 DEMO_API_KEY = "demo-key"  # the fake server's key; a real key never goes in a file like this
@@ -148,23 +149,9 @@ def fake_trackier(args: argparse.Namespace) -> Iterator[str]:
     """The fake Trackier API as its own process, on a free loopback port."""
     port_file = DEMO_DIR / "fake-trackier.port"
     port_file.unlink(missing_ok=True)
-    cmd = [
-        sys.executable,
-        "-m",
-        "devtools.fake_trackier",
-        "--port",
-        "0",
-        "--port-file",
-        str(port_file),
-        "--advertisers",
-        str(args.advertisers),
-        "--campaigns",
-        str(args.campaigns),
-        "--seed",
-        str(args.seed),
-        "--api-key",
-        DEMO_API_KEY,
-    ]
+    cmd = process_command(
+        port_file, advertisers=args.advertisers, campaigns=args.campaigns, seed=args.seed, api_key=DEMO_API_KEY
+    )
     if args.invalid_rate:
         cmd += ["--config", json.dumps({"invalid_rate": args.invalid_rate})]
     _step(

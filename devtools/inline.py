@@ -21,13 +21,23 @@ DEFAULT_PARAMS: dict[str, Any] = {
 }
 
 
-def run_sync(db: DatabaseSettings, api: TrackierSettings, run_id: str, **params: Any) -> dict[str, Any]:
-    """Run start, plan, extract (every shard), check, merge and publish; return ``sync_result``."""
+def stage_sync(db: DatabaseSettings, api: TrackierSettings, run_id: str, **params: Any) -> dict[str, Any]:
+    """start_sync -> plan -> extract every shard -> check_sweep, as the DAG does; the merge is left out.
+
+    Returns ``run``, ``shards``, ``summaries``, ``sweep`` and the ``params`` used (defaults filled in).
+    """
     p = {**DEFAULT_PARAMS, **params}
     run = tasks.start_sync(db, run_id=run_id, dag_id=DAG_ID, params=p)
     shards = [*tasks.plan_entity(api, "advertisers"), *tasks.plan_entity(api, "campaigns")]
     summaries = [tasks.extract_shard(db, api, run, shard) for shard in shards]
     sweep = tasks.check_sweep(db, run, summaries, float(p["max_error_rate"]))
+    return {"run": run, "shards": shards, "summaries": summaries, "sweep": sweep, "params": p}
+
+
+def run_sync(db: DatabaseSettings, api: TrackierSettings, run_id: str, **params: Any) -> dict[str, Any]:
+    """Run start, plan, extract (every shard), check, merge and publish; return ``sync_result``."""
+    staged = stage_sync(db, api, run_id, **params)
+    p, run, summaries, sweep = staged["params"], staged["run"], staged["summaries"], staged["sweep"]
     merged = tasks.merge_catalogue(
         db,
         run,

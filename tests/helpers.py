@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from devtools.airflow_run import FAKE_CONN_EXTRA, trackier_conn_for
 from devtools.fake_trackier import FakeTrackier
 from include.offer_sync.settings import TrackierSettings
 
@@ -46,12 +47,7 @@ def trackier_settings(server: FakeTrackier, **overrides: Any) -> TrackierSetting
 
 def trackier_conn(server: FakeTrackier, **extra: Any) -> dict[str, Any]:
     """The ``AIRFLOW_CONN_TRACKIER_API`` JSON for a fake server."""
-    return {
-        "conn_type": "http",
-        "host": server.url,
-        "password": TEST_API_KEY,
-        "extra": {"page_size": 50, "requests_per_second": 0, "backoff_base_s": 0.05, "backoff_max_s": 0.2, **extra},
-    }
+    return trackier_conn_for(server.url, TEST_API_KEY, **{**FAKE_CONN_EXTRA, **extra})
 
 
 def latest_run(sql: Callable[..., list[tuple[Any, ...]]]) -> dict[str, Any]:
@@ -167,3 +163,18 @@ class PlainApi:
 
 def json_body(body: dict[str, Any]) -> bytes:
     return json.dumps(body).encode()
+
+
+def cursor_shard(limit: int = 10) -> dict[str, Any]:
+    """A campaigns shard as plan_* hands it to extract_*: one cursor stream, no probe before it."""
+    return {
+        "entity": "campaigns",
+        "index": 0,
+        "style": "cursor",
+        "first": None,
+        "last": None,
+        "limit": limit,
+        "label": "campaigns: cursor stream",
+        "expected_total": None,
+        "requests_per_second": 0,
+    }

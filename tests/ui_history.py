@@ -53,18 +53,7 @@ def _record_alerts(db_url: str, result: Mapping[str, Any], environ: Mapping[str,
 
     with psycopg.connect(db_url, autocommit=True) as conn:
         for alert in evaluate(result, Thresholds.from_env(environ)):
-            conn.execute(
-                load_sql("alerts_insert"),
-                {  # type: ignore[arg-type]  # our own .sql file
-                    "run_id": alert.run_id,
-                    "rule": alert.rule,
-                    "severity": alert.severity,
-                    "measured": alert.measured,
-                    "threshold": alert.threshold,
-                    "message": alert.message,
-                    "link": alert.link,
-                },
-            )
+            conn.execute(load_sql("alerts_insert"), alert.row())  # type: ignore[arg-type]  # our own .sql file
 
 
 def build_history(fake: Any, db_url: str, api_key: str, environ: Mapping[str, str]) -> History:

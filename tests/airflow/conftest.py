@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from devtools.airflow_run import DagTestRun, airflow_env, prepare_home, run_dag_test
+from devtools.airflow_run import DagTestRun, airflow_env, parse_only_env, prepare_home, run_dag_test
 from devtools.fake_trackier import FakeTrackier
 from tests.helpers import trackier_conn
 
@@ -60,10 +60,6 @@ class AirflowHarness:
 @pytest.fixture(scope="session")
 def airflow(tmp_path_factory: pytest.TempPathFactory) -> AirflowHarness:
     home = tmp_path_factory.mktemp("airflow_home")
-    env = airflow_env(
-        home,
-        trackier_conn={"conn_type": "http", "host": "http://127.0.0.1:9"},
-        offers_db_url="postgresql://unused@127.0.0.1:9/unused",
-    )
+    env = parse_only_env(home)
     prepare_home(home, env)
     return AirflowHarness(home)

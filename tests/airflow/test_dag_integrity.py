@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from devtools.airflow_run import REPO_ROOT, airflow_env
+from devtools.airflow_run import REPO_ROOT, parse_only_env
 
 PROBE = r"""
 import json, sys, time
@@ -45,11 +45,7 @@ print("RESULT" + json.dumps(out))
 @pytest.fixture(scope="module")
 def parsed(tmp_path_factory: pytest.TempPathFactory) -> dict:
     home = tmp_path_factory.mktemp("parse_home")
-    env = airflow_env(
-        home,
-        trackier_conn={"conn_type": "http", "host": "http://127.0.0.1:9"},
-        offers_db_url="postgresql://x@127.0.0.1:9/x",
-    )
+    env = parse_only_env(home)
     proc = subprocess.run(
         [sys.executable, "-c", PROBE, str(REPO_ROOT / "dags")], env=env, capture_output=True, text=True, timeout=300
     )

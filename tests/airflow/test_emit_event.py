@@ -53,14 +53,21 @@ def latest_run_id(airflow) -> str:
     return run_id
 
 
+#: (event id, emitting task, extra) of every `offers` event of one run, in Airflow's metadata database
+#: (``{mark}``: the placeholder of its driver, SQLite's ``?`` or psycopg's ``%s``)
+OFFERS_EVENTS_SQL = (
+    "SELECT e.id, e.source_task_id, e.extra FROM asset_event e JOIN asset a ON a.id = e.asset_id "
+    "WHERE a.name = 'offers' AND e.source_run_id = {mark} ORDER BY e.id"
+)
+
+
+def _events(rows) -> list[tuple[int, str, dict[str, Any]]]:
+    return [(i, task, json.loads(extra) if isinstance(extra, str) else extra) for i, task, extra in rows]
+
+
 def offers_events(airflow, run_id: str) -> list[tuple[int, str, dict[str, Any]]]:
     """(event id, emitting task, extra) of every `offers` event that run emitted."""
-    rows = airflow.metadata(
-        "SELECT e.id, e.source_task_id, e.extra FROM asset_event e JOIN asset a ON a.id = e.asset_id "
-        "WHERE a.name = 'offers' AND e.source_run_id = ? ORDER BY e.id",
-        (run_id,),
-    )
-    return [(i, task, json.loads(extra) if isinstance(extra, str) else extra) for i, task, extra in rows]
+    return _events(airflow.metadata(OFFERS_EVENTS_SQL.format(mark="?"), (run_id,)))
 
 
 def task_state(airflow, run_id: str, task_id: str) -> str | None:
@@ -155,12 +162,7 @@ def test_clearing_publish_result_or_the_emit_task_does_not_emit_the_event_twice(
 
 
 def live_offers_events(af, run_id: str) -> list[tuple[int, str, dict[str, Any]]]:
-    rows = af.metadata(
-        "SELECT e.id, e.source_task_id, e.extra FROM asset_event e JOIN asset a ON a.id = e.asset_id "
-        "WHERE a.name = 'offers' AND e.source_run_id = %s ORDER BY e.id",
-        (run_id,),
-    )
-    return [(i, task, json.loads(extra) if isinstance(extra, str) else extra) for i, task, extra in rows]
+    return _events(af.metadata(OFFERS_EVENTS_SQL.format(mark="%s"), (run_id,)))
 
 
 def live_tries(af, run_id: str) -> dict[str, tuple[int, str | None]]:

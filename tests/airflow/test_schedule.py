@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from devtools.airflow_run import REPO_ROOT, airflow_env
+from devtools.airflow_run import REPO_ROOT, parse_only_env
 from include.offer_sync.errors import ConfigurationError
 from include.offer_sync.schedule import PRESETS, parse_schedule
 from tests.airflow.test_dag_integrity import PROBE
@@ -57,12 +57,7 @@ def test_presets_are_airflows() -> None:
 
 
 def parse_dag(tmp_path: Path, schedule: str) -> dict:
-    env = airflow_env(
-        tmp_path,
-        trackier_conn={"conn_type": "http", "host": "http://127.0.0.1:9"},
-        offers_db_url="postgresql://x@127.0.0.1:9/x",
-        extra={"OFFER_SYNC_SCHEDULE": schedule},
-    )
+    env = parse_only_env(tmp_path, {"OFFER_SYNC_SCHEDULE": schedule})
     probe = PROBE.replace("str(v)[:500]", "str(v)[-1000:]")  # the end of the traceback holds the message
     proc = subprocess.run(
         [sys.executable, "-c", probe, str(REPO_ROOT / "dags")], env=env, capture_output=True, text=True, timeout=300

@@ -30,7 +30,7 @@ from include.offer_sync.errors import (
 from include.offer_sync.load.sweep import UNPROVEN_END
 from include.offer_sync.settings import TrackierSettings
 from include.offer_sync.trackier.http import MAX_REDIRECTS, TrackierClient
-from tests.helpers import TEST_API_KEY, Answer, PlainApi, json_body, trackier_settings
+from tests.helpers import TEST_API_KEY, Answer, PlainApi, cursor_shard, json_body, trackier_settings
 
 # A regression must end in a failed assertion, not in 100,000 requests: every sync here is capped.
 CAP = {"max_pages": 200}
@@ -297,17 +297,7 @@ def test_a_redirect_to_another_host_sends_the_key_nowhere_and_fails_the_run_at_o
     # An extract (a cursor stream: no probe before it) stops the same way, and records no page error.
     server.reset_stats()
     run = tasks.start_sync(offers_db, run_id="run-extract", dag_id="trackier_offer_sync", params=dict(DEFAULT_PARAMS))
-    shard = {
-        "entity": "campaigns",
-        "index": 0,
-        "style": "cursor",
-        "first": None,
-        "last": None,
-        "limit": 10,
-        "label": "campaigns: cursor stream",
-        "expected_total": None,
-        "requests_per_second": 0,
-    }
+    shard = cursor_shard()
     with pytest.raises(TrackierRedirectError):
         tasks.extract_shard(offers_db, api, run, shard)
     assert server.stats()["total"] == 1

@@ -19,14 +19,14 @@ from typing import Any
 import psycopg
 import pytest
 
-from devtools.fake_trackier import Catalogue
-from devtools.inline import DEFAULT_PARAMS, run_sync
+from devtools.fake_trackier import FAULT_KINDS, Catalogue
+from devtools.inline import DEFAULT_PARAMS, run_sync, stage_sync
 from include.offer_sync import tasks
 from include.offer_sync.errors import DatabaseUnavailableError, SweepRejectedError, TrackierAuthError
 from include.offer_sync.load.staging import StagingTables
 from include.offer_sync.settings import DatabaseSettings
 from include.offer_sync.trackier.http import TrackierClient
-from tests.helpers import TEST_API_KEY, assert_key_in_no_table, trackier_settings
+from tests.helpers import TEST_API_KEY, assert_key_in_no_table, cursor_shard, trackier_settings
 
 DAG_ID = "trackier_offer_sync"
 LIVE_TABLES = ("brands", "offers", "offer_audit")
@@ -34,14 +34,8 @@ MERGE_LOCK = "SELECT pg_advisory_lock(hashtext('trackier_offer_sync.merge'))"
 MERGE_UNLOCK = "SELECT pg_advisory_unlock(hashtext('trackier_offer_sync.merge'))"
 
 
-def stage(db: DatabaseSettings, api: Any, run_id: str, **params: Any) -> dict[str, Any]:
-    """start_sync -> plan -> extract every shard -> check_sweep, as the DAG does; the merge is left to the test."""
-    p = {**DEFAULT_PARAMS, **params}
-    run = tasks.start_sync(db, run_id=run_id, dag_id=DAG_ID, params=p)
-    shards = [*tasks.plan_entity(api, "advertisers"), *tasks.plan_entity(api, "campaigns")]
-    summaries = [tasks.extract_shard(db, api, run, shard) for shard in shards]
-    sweep = tasks.check_sweep(db, run, summaries, float(p["max_error_rate"]))
-    return {"run": run, "shards": shards, "summaries": summaries, "sweep": sweep, "params": p}
+#: start_sync -> plan -> extract every shard -> check_sweep, as the DAG does; the merge is left to the test
+stage = stage_sync
 
 
 def merge_and_finish(db: DatabaseSettings, staged: dict[str, Any]) -> dict[str, Any]:
@@ -104,18 +98,9 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-TRANSIENT_FAULTS = [
-    "429",
-    "500",
-    "502",
-    "503",
-    "timeout",
-    "reset",
-    "html_200",
-    "truncated",
-    "short_read",
-    "success_false",
-]
+#: every fault the fake serves, but a bad key and a blocked IP (retrying cannot fix them) and a
+#: Retry-After 429 (its own tests below)
+TRANSIENT_FAULTS = [k for k in FAULT_KINDS if k not in ("429_retry_after", "auth_400", "ip_403")]
 
 
 @pytest.mark.parametrize("fault", TRANSIENT_FAULTS)
@@ -202,17 +187,7 @@ def test_case_6_error_recovery_auth_errors_fail_at_once_without_leaking_the_key(
     # The same through an extract (cursor style: no probe first), with the run record open.
     server.reset_stats()
     run = tasks.start_sync(offers_db, run_id="run-auth", dag_id=DAG_ID, params=dict(DEFAULT_PARAMS))
-    shard = {
-        "entity": "campaigns",
-        "index": 0,
-        "style": "cursor",
-        "first": None,
-        "last": None,
-        "limit": 10,
-        "label": "campaigns: cursor stream",
-        "expected_total": None,
-        "requests_per_second": 0,
-    }
+    shard = cursor_shard()
     with pytest.raises(TrackierAuthError) as extract_error:
         tasks.extract_shard(offers_db, api, run, shard)
     assert server.stats()["total"] == 1

@@ -17,6 +17,15 @@ ROOT = Path(__file__).resolve().parents[2]
 FAT_MB = 600
 
 
+def _last_json_line(code: str) -> dict:
+    """Run ``code`` in a fresh interpreter with only the repository on the path; its last line, parsed."""
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True, text=True, env=env, timeout=120
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 def test_child_of_a_fat_parent_reports_its_own_peak_not_the_parents() -> None:
     # A parent that touches FAT_MB of memory, then starts a child that measures itself.
     child = (
@@ -32,16 +41,7 @@ def test_child_of_a_fat_parent_reports_its_own_peak_not_the_parents() -> None:
         out = subprocess.run([sys.executable, "-c", {child!r}], check=True, capture_output=True, text=True)
         print(out.stdout.strip().splitlines()[-1])
     """)
-    result = subprocess.run(
-        [sys.executable, "-c", parent],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-        timeout=120,
-    )
-    child = json.loads(result.stdout.strip().splitlines()[-1])
+    child = _last_json_line(parent)
     # The premise: the inherited counter really does show the parent's peak on this kernel.
     assert child["ru_maxrss"] >= FAT_MB
     # The child itself imported the package (pydantic, psycopg ...), nowhere near the parent's size.
@@ -59,15 +59,6 @@ def test_peak_grows_with_what_the_process_itself_touches() -> None:
         del block
         print(json.dumps({"before": before, "after": peak_rss_mb()}))
     """)
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-        timeout=120,
-    )
-    peaks = json.loads(result.stdout.strip().splitlines()[-1])
+    peaks = _last_json_line(code)
     # A high-water mark: the freed block still counts.
     assert peaks["after"] - peaks["before"] >= 150, peaks

@@ -115,18 +115,7 @@ def _record(alerts: Sequence[Alert], db: Any) -> list[int | bool | None]:
         with connect(db, autocommit=True) as conn:
             ensure_schema(conn)
             for alert in alerts:
-                row = conn.execute(
-                    query("alerts_insert"),
-                    {
-                        "run_id": alert.run_id,
-                        "rule": alert.rule,
-                        "severity": alert.severity,
-                        "measured": alert.measured,
-                        "threshold": alert.threshold,
-                        "message": alert.message,
-                        "link": alert.link,
-                    },
-                ).fetchone()
+                row = conn.execute(query("alerts_insert"), alert.row()).fetchone()
                 ids.append(int(row[0]) if row else False)
         return ids
     except Exception as exc:  # noqa: BLE001 - the database may be the very thing that is down

@@ -108,6 +108,10 @@ class Alert:
     dag_id: str = DAG_ID
     raised_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
+    def row(self) -> dict[str, Any]:
+        """The parameters of ``sql/alerts_insert.sql``: one ``sync_alerts`` row."""
+        return {k: getattr(self, k) for k in ("run_id", "rule", "severity", "measured", "threshold", "message", "link")}
+
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 

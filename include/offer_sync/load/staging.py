@@ -61,12 +61,7 @@ class StagingTables:
         return f"{STAGING_PREFIX}{self.run_key}_tries"
 
     def names(self) -> dict[str, str]:
-        return {
-            "advertisers": self.advertisers,
-            "campaigns": self.campaigns,
-            "aliases": self.aliases,
-            "tries": self.tries,
-        }
+        return {name: getattr(self, name) for name in ("advertisers", "campaigns", "aliases", "tries")}
 
     def table_for(self, entity: str) -> str:
         return self.advertisers if entity == "advertisers" else self.campaigns

@@ -27,7 +27,7 @@ from typing import Any
 from include.offer_sync.alerts.delivery import (
     WEBHOOK_CONN_ID,
     OfferSyncNotifier,
-    _db_settings,
+    offers_db_or_none,
     post_json,
     webhook_configured,
 )
@@ -35,10 +35,10 @@ from include.offer_sync.alerts.rules import (
     DAG_ID,
     DEADLINE,
     Alert,
-    _fmt,
     db_connection_alert,
     evaluate,
     find_db_connection_error,
+    fmt_number,
     format_alert,
     run_link,
     thresholds_for,
@@ -102,7 +102,7 @@ def on_run_success(context: Mapping[str, Any]) -> None:
     run_id = context.get("run_id")
     dag_id = _dag_id(context)
     link = run_link(run_id, dag_id)
-    db = _db_settings()
+    db = offers_db_or_none()
     if db is None or not run_id:
         return
     try:
@@ -145,7 +145,7 @@ def on_run_failure(context: Mapping[str, Any]) -> None:
         if task
         else str(context.get("reason") or "the run failed")
     )
-    db = _db_settings()
+    db = offers_db_or_none()
     result: dict[str, Any] | None = None
     alerts: list[Alert] = []
     if db is not None:
@@ -193,7 +193,7 @@ def _task_callback(context: Mapping[str, Any], *, final: bool) -> None:
         OfferSyncNotifier([alert])(dict(context))
     elif final and run_id and exc is not None:
         # The DAG's failure callback sees no exception; record the real one on the run now.
-        db = _db_settings()
+        db = offers_db_or_none()
         if db is not None:
             from include.offer_sync.load.runs import record_failure
 
@@ -239,7 +239,7 @@ async def deadline_missed(context: Mapping[str, Any] | None = None, *, threshold
         float(threshold_s),
         run_id,
         run_link(run_id, dag_id),
-        f"the run is still {state} {_fmt(measured or 0)} s after it was queued; its deadline was "
+        f"the run is still {state} {fmt_number(measured or 0)} s after it was queued; its deadline was "
         f"{threshold_s / 60:g} min (OFFER_SYNC_DEADLINE_MINUTES)",
         "critical",
         dag_id,

@@ -75,7 +75,7 @@ def deliver(
     if not alerts:
         return []
     if db is None:
-        db = _db_settings()
+        db = offers_db_or_none()
     recorded = _record(alerts, db) if db else [None] * len(alerts)
     webhook = webhook_conn_id if webhook_configured(webhook_conn_id) else None
     extras = extra_notifier_specs()
@@ -95,7 +95,8 @@ def deliver(
     return report
 
 
-def _db_settings() -> Any:
+def offers_db_or_none() -> Any:
+    """The offers database settings, or None (logged) when the connection is missing: alerts still go out."""
     try:
         from include.offer_sync.settings import DatabaseSettings
 

@@ -120,13 +120,14 @@ def format_alert(alert: Alert) -> str:
     """The single human-readable form of an alert (log lines, chat messages, e-mail subjects)."""
     figures = ""
     if alert.measured is not None and alert.threshold is not None:
-        figures = f" (measured {_fmt(alert.measured)}, threshold {_fmt(alert.threshold)})"
+        figures = f" (measured {fmt_number(alert.measured)}, threshold {fmt_number(alert.threshold)})"
     where = f" | run {alert.run_id}" if alert.run_id else ""
     link = f" | {alert.link}" if alert.link else ""
     return f"[{alert.severity.upper()}] {alert.dag_id} {alert.rule}: {alert.message}{figures}{where}{link}"
 
 
-def _fmt(value: float) -> str:
+def fmt_number(value: float) -> str:
+    """A measured figure or threshold as alert texts print it (six significant digits)."""
     return f"{value:.6g}"
 
 

@@ -5,7 +5,7 @@
 #   docker build -t trackier-offer-sync-airflow:3.3.2 .
 #
 # The Airflow version in the FROM line must equal the apache-airflow pin in requirements.txt;
-# tests/test_deployment.py fails when they drift apart. For a byte-identical base, replace the tag
+# tests/deployment/test_deployment.py fails when they drift apart. For a byte-identical base, replace the tag
 # with its digest (apache/airflow:3.3.2-python3.11@sha256:...) once you have pulled it.
 FROM apache/airflow:3.3.2-python3.11
 

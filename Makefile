@@ -9,11 +9,13 @@ export PYTHONPATH := $(CURDIR)
 SIZES ?= 1k,10k,100k
 PYTEST_ARGS ?=
 
-.PHONY: help install lock demo test lint bench browser clean
+.PHONY: help install lock demo test test-fast lint format bench browser clean
 
 help:
 	@echo "make demo   - run one real sync through Airflow against a fake Trackier (no account needed)"
 	@echo "make test   - lint and run the whole test suite (real PostgreSQL, real HTTP, real Airflow)"
+	@echo "make test-fast - the tiers without Airflow: tests/unit, tests/db, tests/deployment, tests/fake"
+	@echo "make format - ruff format, then the fixable lint rules"
 	@echo "make bench  - benchmark 1k/10k/100k offers against dlt and a hand-written loop (SIZES=1m for 1M)"
 
 # requirements.txt is what the image needs at run time, requirements-dev.txt the tools only
@@ -34,7 +36,7 @@ lock:
 	$(PY) scripts/lock_requirements.py
 
 demo: install
-	$(PY) -m include.offer_sync.demo $(ARGS)
+	$(PY) -m devtools.demo $(ARGS)
 
 # The browser test drives Debian's Chromium; install it when missing and we are allowed to.
 browser:
@@ -44,10 +46,19 @@ browser:
 	  else echo "Chromium is missing: run 'sudo apt-get install -y chromium'" >&2; exit 1; fi; }
 
 lint: install
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
 
 test: install browser lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# What a test costs is the folder it stands in: these tiers need PostgreSQL but no Airflow.
+test-fast: install lint
+	$(PY) -m pytest tests/unit tests/db tests/deployment tests/fake $(PYTEST_ARGS)
 
 bench: install
 	$(PY) -m bench.run --sizes $(SIZES)

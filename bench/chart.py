@@ -34,24 +34,47 @@ def main(results_file: str, out_file: str) -> int:
             runs = entry["systems"].get(key, {}).get("runs", {})
             first, nochange = runs.get("first"), runs.get("nochange")
             if first and first.get("ok"):
-                points.append((entry["offers"], first["wall_s"], first.get("peak_rss_mb"),
-                               nochange["wall_s"] if nochange and nochange.get("ok") else None))  # fmt: skip
+                points.append(
+                    (
+                        entry["offers"],
+                        first["wall_s"],
+                        first.get("peak_rss_mb"),
+                        nochange["wall_s"] if nochange and nochange.get("ok") else None,
+                    )
+                )
         if not points:
             continue
         xs = [p[0] for p in points]
-        ax_time.plot(xs, [p[1] for p in points], marker=marker, linestyle=line, color=color,
-                     label=f"{label}, first sync")  # fmt: skip
+        ax_time.plot(
+            xs, [p[1] for p in points], marker=marker, linestyle=line, color=color, label=f"{label}, first sync"
+        )
         resync = [(p[0], p[3]) for p in points if p[3] is not None]
         if resync:
-            ax_time.plot([r[0] for r in resync], [r[1] for r in resync], marker=marker, linestyle=":", color=color,
-                         alpha=0.6, label=f"{label}, no-change resync")  # fmt: skip
+            ax_time.plot(
+                [r[0] for r in resync],
+                [r[1] for r in resync],
+                marker=marker,
+                linestyle=":",
+                color=color,
+                alpha=0.6,
+                label=f"{label}, no-change resync",
+            )
         mem = [(p[0], p[2]) for p in points if p[2] is not None]
         ax_mem.plot([m[0] for m in mem], [m[1] for m in mem], marker=marker, linestyle=line, color=color, label=label)
-    floor = [(e["offers"], e["systems"]["fetch_only"]["runs"]["first"]["wall_s"]) for e in sizes
-             if e["systems"].get("fetch_only", {}).get("runs", {}).get("first", {}).get("ok")]  # fmt: skip
+    floor = [
+        (e["offers"], e["systems"]["fetch_only"]["runs"]["first"]["wall_s"])
+        for e in sizes
+        if e["systems"].get("fetch_only", {}).get("runs", {}).get("first", {}).get("ok")
+    ]
     if floor:
-        ax_time.plot([f[0] for f in floor], [f[1] for f in floor], marker=".", linestyle=":", color="grey",
-                     label="fetch only, no database (the floor)")  # fmt: skip
+        ax_time.plot(
+            [f[0] for f in floor],
+            [f[1] for f in floor],
+            marker=".",
+            linestyle=":",
+            color="grey",
+            label="fetch only, no database (the floor)",
+        )
     plain = FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}")
     for ax, title, unit in ((ax_time, "Wall time per sync", "seconds"), (ax_mem, "Peak memory (RSS)", "MB")):
         ax.set_xscale("log")
@@ -66,8 +89,10 @@ def main(results_file: str, out_file: str) -> int:
     ax_time.legend(fontsize=7, loc="upper left")
     ax_mem.legend(fontsize=7, loc="upper left")
     machine = results.get("machine", {})
-    title = (f"Trackier offer sync vs peers - {machine.get('nproc', '?')} cores, {machine.get('cpu_model', '?')}, "
-             f"PostgreSQL {machine.get('postgresql', '?')}")  # fmt: skip
+    title = (
+        f"Trackier offer sync vs peers - {machine.get('nproc', '?')} cores, {machine.get('cpu_model', '?')}, "
+        f"PostgreSQL {machine.get('postgresql', '?')}"
+    )
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     Path(out_file).parent.mkdir(parents=True, exist_ok=True)

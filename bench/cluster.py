@@ -156,8 +156,12 @@ def start_database(workdir: Path) -> Iterator[Database]:
     data = Path(tempfile.mkdtemp(prefix="pgserver-", dir=workdir))
     server = pgserver.get_server(data, cleanup_mode="delete")
     try:
-        yield Database(admin_url=server.get_uri(), kind="embedded pgserver", counts_statements=False,
-                       note=f"no private cluster ({reason}): embedded pgserver, statements not counted")  # fmt: skip
+        yield Database(
+            admin_url=server.get_uri(),
+            kind="embedded pgserver",
+            counts_statements=False,
+            note=f"no private cluster ({reason}): embedded pgserver, statements not counted",
+        )
     finally:
         server.cleanup()
 
@@ -171,8 +175,12 @@ def _private_cluster() -> Iterator[Database]:
         pw = pwd.getpwnam("postgres")
         os.chown(root, pw.pw_uid, pw.pw_gid)
     port = free_port()
-    run = subprocess.run(_as_postgres([str(PG_BIN / "initdb"), "-D", str(data), *INITDB_OPTIONS]),
-                         capture_output=True, text=True, check=False)  # fmt: skip
+    run = subprocess.run(
+        _as_postgres([str(PG_BIN / "initdb"), "-D", str(data), *INITDB_OPTIONS]),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if run.returncode != 0:
         raise RuntimeError(f"initdb failed: {run.stderr[-2000:]}")
     with open(data / "postgresql.conf", "a", encoding="utf-8") as conf:
@@ -180,16 +188,24 @@ def _private_cluster() -> Iterator[Database]:
         conf.write(f"port = {port}\nunix_socket_directories = '{root}'\n")
         for key, value in CLUSTER_SETTINGS.items():
             conf.write(f"{key} = {value}\n")
-    start = subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60",
-                                         "start"]), capture_output=True, text=True, check=False)  # fmt: skip
+    start = subprocess.run(
+        _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60", "start"]),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if start.returncode != 0:
         tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
         raise RuntimeError(f"pg_ctl start failed: {start.stdout[-1000:]} {start.stderr[-1000:]} {tail}")
     try:
         pid = int((data / "postmaster.pid").read_text().splitlines()[0])
-        db = Database(admin_url=f"postgresql://postgres@127.0.0.1:{port}/postgres", kind="private cluster",
-                      counts_statements=True, postmaster_pid=pid,
-                      settings={"initdb": " ".join(INITDB_OPTIONS), **CLUSTER_SETTINGS})  # fmt: skip
+        db = Database(
+            admin_url=f"postgresql://postgres@127.0.0.1:{port}/postgres",
+            kind="private cluster",
+            counts_statements=True,
+            postmaster_pid=pid,
+            settings={"initdb": " ".join(INITDB_OPTIONS), **CLUSTER_SETTINGS},
+        )
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -202,6 +218,9 @@ def _private_cluster() -> Iterator[Database]:
                 time.sleep(0.2)
         yield db
     finally:
-        subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
-                       capture_output=True, check=False)  # fmt: skip
+        subprocess.run(
+            _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
+            capture_output=True,
+            check=False,
+        )
         shutil.rmtree(root, ignore_errors=True)

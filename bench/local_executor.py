@@ -4,7 +4,7 @@
 another in one process. A deployment runs the mapped extract tasks in parallel, each in its own
 process. This script measures that on the same catalogue: a private PostgreSQL for the offers
 (bench.cluster), the fake Trackier as its own process, and api-server + scheduler + dag-processor
-started by ``tests/airflow_server.running_airflow`` (LocalExecutor, parallelism 4, metadata on the
+started by ``running_airflow`` of ``devtools/airflow_server.py`` (LocalExecutor, parallelism 4, metadata on the
 PostgreSQL given by ``--pg-admin-url``).
 
     python -m bench.local_executor --sizes 100k,1m
@@ -26,7 +26,7 @@ from typing import Any
 
 from bench.cluster import start_database
 from bench.run import API_KEY, CHANGE_FRACTION, PAGE_SIZE, SIZES, FakeServer
-from include.offer_sync.airflow_run import REPO_ROOT
+from devtools.airflow_run import REPO_ROOT, trackier_conn_for
 
 OUT = REPO_ROOT / "bench" / "out" / "local_executor.json"
 
@@ -39,7 +39,7 @@ def _seconds(run: dict[str, Any]) -> float:
 
 def bench_size(size: str, pg_admin_url: str, seed: int, change_seed: int) -> dict[str, Any]:
     sys.path.insert(0, str(REPO_ROOT))
-    from tests.airflow_server import running_airflow  # the tests' harness: one way to start Airflow
+    from devtools.airflow_server import running_airflow  # the tests' harness: one way to start Airflow
 
     offers, advertisers = SIZES[size]
     workdir = Path(tempfile.mkdtemp(prefix=f"le-{size}-"))
@@ -48,8 +48,7 @@ def bench_size(size: str, pg_admin_url: str, seed: int, change_seed: int) -> dic
         fake = FakeServer(workdir, advertisers, offers, seed, API_KEY).start()
         try:
             url = db.create("bench_local_executor")
-            conn = {"conn_type": "http", "host": fake.url, "password": API_KEY,
-                    "extra": {"page_size": PAGE_SIZE, "requests_per_second": 0}}  # fmt: skip
+            conn = trackier_conn_for(fake.url, API_KEY, page_size=PAGE_SIZE, requests_per_second=0)
             with running_airflow(trackier_conn=conn, offers_db_url=url, pg_admin_url=pg_admin_url) as af:
                 af.wait_for_dag()
                 af.unpause()  # the scheduler starts the catch-up run: the first sync
@@ -72,10 +71,12 @@ def _record(af: Any, run_id: str) -> dict[str, Any]:
     result = af.return_value(run_id, "publish_result") or {}
     metrics = result.get("metrics") or {}
     record = {
-        "state": run["state"], "wall_s": _seconds(run),
+        "state": run["state"],
+        "wall_s": _seconds(run),
         **{k: result.get(k) for k in ("status", "added", "updated", "unchanged", "duration_s")},
-        "peak_task_rss_mb": metrics.get("peak_task_rss_mb"), "db_statements": metrics.get("db_statements"),
-    }  # fmt: skip
+        "peak_task_rss_mb": metrics.get("peak_task_rss_mb"),
+        "db_statements": metrics.get("db_statements"),
+    }
     print(f"  {run_id}: {record}", flush=True)
     return record
 
@@ -83,8 +84,11 @@ def _record(af: Any, run_id: str) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.local_executor", description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100k,1m")
-    parser.add_argument("--pg-admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres",
-                        help="where Airflow's own metadata database is created (and dropped)")
+    parser.add_argument(
+        "--pg-admin-url",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="where Airflow's own metadata database is created (and dropped)",
+    )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--change-seed", type=int, default=9)
     args = parser.parse_args(argv)

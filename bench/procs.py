@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +22,8 @@ from pathlib import Path
 from typing import Any
 from urllib.request import Request, urlopen
 
-from include.offer_sync.airflow_run import REPO_ROOT
+from devtools.airflow_run import REPO_ROOT
+from devtools.fake_trackier import process_command
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -180,9 +180,9 @@ class FakeServer:
 
     def __init__(self, workdir: Path, advertisers: int, campaigns: int, seed: int, api_key: str) -> None:
         self.port_file = workdir / f"fake-trackier-{os.getpid()}-{time.monotonic_ns()}.port"
-        self.cmd = [sys.executable, "-m", "include.offer_sync.fake_trackier", "--port", "0",
-                    "--port-file", str(self.port_file), "--advertisers", str(advertisers),
-                    "--campaigns", str(campaigns), "--seed", str(seed), "--api-key", api_key]  # fmt: skip
+        self.cmd = process_command(
+            self.port_file, advertisers=advertisers, campaigns=campaigns, seed=seed, api_key=api_key
+        )
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
 
@@ -217,8 +217,12 @@ class FakeServer:
 
     def control(self, path: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
         data = None if payload is None else json.dumps(payload).encode()
-        request = Request(f"{self.url}/_fake/{path}", data=data, method="GET" if data is None else "POST",  # noqa: S310
-                          headers={"Content-Type": "application/json"})  # fmt: skip
+        request = Request(  # noqa: S310 - our loopback fake server
+            f"{self.url}/_fake/{path}",
+            data=data,
+            method="GET" if data is None else "POST",
+            headers={"Content-Type": "application/json"},
+        )
         with urlopen(request, timeout=60) as response:  # noqa: S310 - our loopback fake server
             return json.loads(response.read())
 

@@ -26,17 +26,17 @@ import psycopg
 from bench.cluster import start_database
 from bench.procs import FakeServer
 from bench.run import API_KEY, BENCH_DIR, PAGE_SIZE, PEERS_VENV, SIZES, ensure_peers_venv, log
-from include.offer_sync.airflow_run import DAG_ID, airflow_bin, airflow_env, prepare_home
+from devtools.airflow_run import DAG_ID, airflow_bin, airflow_env, prepare_home, trackier_conn_for
 
 # The first matching rule (looking at every frame of a stack, innermost first) names its category.
 CATEGORIES: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("validate (pydantic, models.py)", re.compile(r"include/offer_sync/models\.py|pydantic")),
-    ("stage (COPY, staging.py)", re.compile(r"include/offer_sync/staging\.py")),
+    ("validate (pydantic, models.py)", re.compile(r"include/offer_sync/trackier/models\.py|pydantic")),
+    ("stage (COPY, staging.py)", re.compile(r"include/offer_sync/load/staging\.py")),
     ("fetch: JSON parse", re.compile(r"orjson|_parse_json|json/decoder")),
     ("fetch: HTTP (requests/urllib3/socket)", re.compile(r"requests/|urllib3/|http/client|socket\.py|ssl\.py")),
-    ("merge (merge.py, waiting on PostgreSQL)", re.compile(r"include/offer_sync/merge\.py")),
-    ("sweep check (sweep.py)", re.compile(r"include/offer_sync/sweep\.py")),
-    ("other offer_sync code (runs, schema, db, pipeline)", re.compile(r"include/offer_sync/|dags/trackier")),
+    ("merge (merge.py, waiting on PostgreSQL)", re.compile(r"include/offer_sync/load/merge\.py")),
+    ("sweep check (sweep.py)", re.compile(r"include/offer_sync/load/sweep\.py")),
+    ("other offer_sync code (runs, schema, db, tasks)", re.compile(r"include/offer_sync/|dags/trackier")),
     ("Python imports (module loading)", re.compile(r"<frozen importlib|_find_and_load")),
     ("Airflow / SQLAlchemy / other", re.compile(r".")),
 )
@@ -75,8 +75,13 @@ def summarise(raw: Path, top: int = 25) -> tuple[str, dict[str, float]]:
     shares = {name: n / total for name, n in categories.items()}
     lines = [f"{total:,} samples (all threads, idle excluded).", "", "| category | share of samples |", "|---|---|"]
     lines += [f"| {name} | {n / total:.1%} |" for name, n in categories.most_common()]
-    lines += ["", "Our functions, inclusive (a sample counts for every one of ours on its stack):", "",
-              "| function | share |", "|---|---|"]  # fmt: skip
+    lines += [
+        "",
+        "Our functions, inclusive (a sample counts for every one of ours on its stack):",
+        "",
+        "| function | share |",
+        "|---|---|",
+    ]
     lines += [f"| `{name}` | {n / total:.1%} |" for name, n in ours.most_common(top)]
     lines += ["", "Hottest leaf functions (self time):", "", "| function | share |", "|---|---|"]
     lines += [f"| `{name}` | {n / total:.1%} |" for name, n in leaves.most_common(top)]
@@ -102,14 +107,27 @@ def main(argv: list[str] | None = None) -> int:
         fake = FakeServer(Path(tmp), advertisers, offers, args.seed, API_KEY).start()
         try:
             url = db.create("bench_profile")
-            conn = {"conn_type": "http", "host": fake.url, "password": API_KEY,
-                    "extra": {"page_size": PAGE_SIZE, "requests_per_second": 0}}  # fmt: skip
+            conn = trackier_conn_for(fake.url, API_KEY, page_size=PAGE_SIZE, requests_per_second=0)
             home = Path(tmp) / "airflow-home"
             env = airflow_env(home, trackier_conn=conn, offers_db_url=url)
             prepare_home(home, env)
             db.reset_statements()
-            cmd = [str(py_spy), "record", "--format", "raw", "--rate", str(args.rate), "--subprocesses",
-                   "-o", str(raw), "--", airflow_bin(), "dags", "test", DAG_ID]  # fmt: skip
+            cmd = [
+                str(py_spy),
+                "record",
+                "--format",
+                "raw",
+                "--rate",
+                str(args.rate),
+                "--subprocesses",
+                "-o",
+                str(raw),
+                "--",
+                airflow_bin(),
+                "dags",
+                "test",
+                DAG_ID,
+            ]
             log(f"profiling a first sync at {args.size} ({offers:,} offers) under py-spy")
             started = time.perf_counter()
             proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
@@ -124,14 +142,23 @@ def main(argv: list[str] | None = None) -> int:
     summary, _ = summarise(raw) if raw.exists() else ("_no profile written_", {})
     metrics = (result or {}).get("metrics", {})
     text = [
-        f"# Profile: first sync of {offers:,} offers under py-spy ({args.rate} Hz)", "",
+        f"# Profile: first sync of {offers:,} offers under py-spy ({args.rate} Hz)",
+        "",
         f"`airflow dags test` exit {proc.returncode}, wall {wall:.1f} s under the profiler; sync_result status "
-        f"{(result or {}).get('status')}, phases {json.dumps(metrics.get('phases_s'))}.", "", summary, "",
-        "## PostgreSQL's view (pg_stat_statements, by total execution time)", "",
-        "| calls | total ms | rows | statement |", "|---|---|---|---|",
-        *(f"| {s['calls']} | {s['total_ms']:,.1f} | {s['rows']:,} | `{s['query'].replace('|', '/')}` |"
-          for s in statements), "",
-    ]  # fmt: skip
+        f"{(result or {}).get('status')}, phases {json.dumps(metrics.get('phases_s'))}.",
+        "",
+        summary,
+        "",
+        "## PostgreSQL's view (pg_stat_statements, by total execution time)",
+        "",
+        "| calls | total ms | rows | statement |",
+        "|---|---|---|---|",
+        *(
+            f"| {s['calls']} | {s['total_ms']:,.1f} | {s['rows']:,} | `{s['query'].replace('|', '/')}` |"
+            for s in statements
+        ),
+        "",
+    ]
     report.write_text("\n".join(text), encoding="utf-8")
     log(f"wrote {raw} and {report}")
     print("\n".join(text))

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from include.offer_sync.airflow_run import REPO_ROOT
+from devtools.airflow_run import REPO_ROOT
 
 SYSTEM_ORDER = ("ours", "loop", "dlt", "dlt_nonest", "fetch_only")
 SIZE_ORDER = ("tiny", "1k", "10k", "100k", "1m")
@@ -18,8 +18,12 @@ def render_chart(results_path: Path, chart: Path, peers_python: Path) -> str:
     """Draw the chart with the peers venv's matplotlib; returns '' or why there is no chart."""
     if not peers_python.exists():
         return "chart skipped: bench/.venv-peers (matplotlib) is not installed; run without --no-peers"
-    proc = subprocess.run([str(peers_python), str(REPO_ROOT / "bench" / "chart.py"), str(results_path), str(chart)],
-                          capture_output=True, text=True, check=False)  # fmt: skip
+    proc = subprocess.run(
+        [str(peers_python), str(REPO_ROOT / "bench" / "chart.py"), str(results_path), str(chart)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if proc.returncode != 0:
         return f"chart failed: {proc.stderr.strip()[-400:]}"
     return ""
@@ -50,24 +54,26 @@ def _check(run: dict[str, Any]) -> str:
     if check.get("ok"):
         return "ok"
     exp = check.get("expected", {})
-    return (f"MISMATCH brands {check.get('brands')}/{exp.get('brands')}, offers {check.get('offers')}/"
-            f"{exp.get('offers')}, payout {check.get('payout_sum')}/{exp.get('payout_sum')}")  # fmt: skip
+    return (
+        f"MISMATCH brands {check.get('brands')}/{exp.get('brands')}, offers {check.get('offers')}/"
+        f"{exp.get('offers')}, payout {check.get('payout_sum')}/{exp.get('payout_sum')}"
+    )
 
 
 def _sizes(results: dict[str, Any]) -> list[dict[str, Any]]:
     entries = results.get("sizes", {})
-    return [entries[s] for s in SIZE_ORDER if s in entries] + [
-        v for k, v in entries.items() if k not in SIZE_ORDER
-    ]
+    return [entries[s] for s in SIZE_ORDER if s in entries] + [v for k, v in entries.items() if k not in SIZE_ORDER]
 
 
 def size_table(entry: dict[str, Any]) -> list[str]:
     """One size: systems x metrics, each peer's ratio to ours."""
     systems = entry["systems"]
     ours = systems.get("ours", {}).get("runs", {})
-    head = ("| system | first sync s | vs ours | no-change resync s | vs ours | 10% changed s | vs ours "
-            "| peak RSS MB | vs ours | SQL statements (first / no-change / 10%) | API requests | rows/s (first) "
-            "| fake server CPU share | DB CPU share | same rows & payout sum |")  # fmt: skip
+    head = (
+        "| system | first sync s | vs ours | no-change resync s | vs ours | 10% changed s | vs ours "
+        "| peak RSS MB | vs ours | SQL statements (first / no-change / 10%) | API requests | rows/s (first) "
+        "| fake server CPU share | DB CPU share | same rows & payout sum |"
+    )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for key in SYSTEM_ORDER:
         if key not in systems:
@@ -78,20 +84,35 @@ def size_table(entry: dict[str, Any]) -> list[str]:
         for scenario, _ in SCENARIOS:
             run = runs.get(scenario)
             cells.append(_num(run.get("wall_s")) if run else "-")
-            cells.append("" if key == "ours" else _ratio(run.get("wall_s") if run else None,
-                                                          ours.get(scenario, {}).get("wall_s")))  # fmt: skip
+            cells.append(
+                ""
+                if key == "ours"
+                else _ratio(run.get("wall_s") if run else None, ours.get(scenario, {}).get("wall_s"))
+            )
         peak = max((r.get("peak_rss_mb") or 0 for r in runs.values()), default=None) or None
         ours_peak = max((r.get("peak_rss_mb") or 0 for r in ours.values()), default=None) or None
         cells += [_num(peak, 0), "" if key == "ours" else _ratio(peak, ours_peak)]
         cells.append(" / ".join(_num(runs[s].get("sql_statements")) for s, _ in SCENARIOS if s in runs))
         cells.append(" / ".join(_num(runs[s].get("api_requests")) for s, _ in SCENARIOS if s in runs))
         cells.append(_num(first.get("rows_per_s"), 0))
-        cells.append(" / ".join(f"{runs[s]['fake_server_share']:.0%}" for s, _ in SCENARIOS
-                                if s in runs and runs[s].get("fake_server_share") is not None))  # fmt: skip
-        cells.append(" / ".join(f"{runs[s]['db_share']:.0%}" for s, _ in SCENARIOS
-                                if s in runs and runs[s].get("db_share") is not None) or "-")  # fmt: skip
-        cells.append("; ".join(f"{s}: {_check(runs[s])}" for s, _ in SCENARIOS if s in runs)
-                     if any(_check(r) != "ok" for r in runs.values()) else "ok")  # fmt: skip
+        cells.append(
+            " / ".join(
+                f"{runs[s]['fake_server_share']:.0%}"
+                for s, _ in SCENARIOS
+                if s in runs and runs[s].get("fake_server_share") is not None
+            )
+        )
+        cells.append(
+            " / ".join(
+                f"{runs[s]['db_share']:.0%}" for s, _ in SCENARIOS if s in runs and runs[s].get("db_share") is not None
+            )
+            or "-"
+        )
+        cells.append(
+            "; ".join(f"{s}: {_check(runs[s])}" for s, _ in SCENARIOS if s in runs)
+            if any(_check(r) != "ok" for r in runs.values())
+            else "ok"
+        )
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -104,13 +125,21 @@ def summary_tables(entries: list[dict[str, Any]]) -> list[str]:
         ("First sync, wall time (s)", lambda r: r.get("first", {}).get("wall_s"), 2),
         ("No-change resync, wall time (s)", lambda r: r.get("nochange", {}).get("wall_s"), 2),
         ("Resync with 10% of payouts changed, wall time (s)", lambda r: r.get("changed10", {}).get("wall_s"), 2),
-        ("Peak RSS over the three syncs (MB)",
-         lambda r: max((x.get("peak_rss_mb") or 0 for x in r.values()), default=None) or None, 0),
+        (
+            "Peak RSS over the three syncs (MB)",
+            lambda r: max((x.get("peak_rss_mb") or 0 for x in r.values()), default=None) or None,
+            0,
+        ),
         ("SQL statements, first sync (pg_stat_statements)", lambda r: r.get("first", {}).get("sql_statements"), 0),
         ("SQL statements, no-change resync", lambda r: r.get("nochange", {}).get("sql_statements"), 0),
-    )  # fmt: skip
-    scenario_of = {"First": "first", "No-change": "nochange", "Resync": "changed10", "SQL statements, first": "first",
-                   "SQL statements, no-change": "nochange"}  # fmt: skip
+    )
+    scenario_of = {
+        "First": "first",
+        "No-change": "nochange",
+        "Resync": "changed10",
+        "SQL statements, first": "first",
+        "SQL statements, no-change": "nochange",
+    }
     for title, get, digits in metrics:
         scenario = next((v for k, v in scenario_of.items() if title.startswith(k)), None)
         out += [f"**{title}**", "", "| system | " + " | ".join(sizes) + " |", "|---|" + "---|" * len(sizes)]
@@ -140,44 +169,71 @@ def ours_detail(entry: dict[str, Any]) -> list[str]:
     runs = entry["systems"].get("ours", {}).get("runs", {})
     if not runs:
         return []
-    out = [f"#### Ours at {entry['size']}: counts, phases and Airflow overhead", "",
-           "| sync | status | added | updated | unchanged | deactivated | rejected | extract (fetch wait) s "
-           "| validate s | stage (COPY) s | check s | merge s | time in task instances s | outside tasks s "
-           "| peak task RSS (in-task VmHWM) MB | self-counted statements |",
-           "|---|" + "---|" * 15]  # fmt: skip
+    out = [
+        f"#### Ours at {entry['size']}: counts, phases and Airflow overhead",
+        "",
+        "| sync | status | added | updated | unchanged | deactivated | rejected | extract (fetch wait) s "
+        "| validate s | stage (COPY) s | check s | merge s | time in task instances s | outside tasks s "
+        "| peak task RSS (in-task VmHWM) MB | self-counted statements |",
+        "|---|" + "---|" * 15,
+    ]
     for scenario, label in SCENARIOS:
         run = runs.get(scenario)
         if not run:
             continue
         res, ph = run.get("sync_result") or {}, run.get("phases_s") or {}
-        out.append("| " + " | ".join([
-            label, str(res.get("status", "FAILED" if not run.get("ok") else "-")),
-            *(_num(res.get(k)) for k in ("added", "updated", "unchanged", "deactivated", "rejected")),
-            *(_num(ph.get(k)) for k in ("extract", "validate", "stage", "check", "merge")),
-            _num(run.get("airflow_tasks_s")), _num(run.get("outside_tasks_s")),
-            _num(run.get("peak_task_rss_mb"), 0), _num(run.get("self_counted_statements")),
-        ]) + " |")  # fmt: skip
+        out.append(
+            "| "
+            + " | ".join(
+                [
+                    label,
+                    str(res.get("status", "FAILED" if not run.get("ok") else "-")),
+                    *(_num(res.get(k)) for k in ("added", "updated", "unchanged", "deactivated", "rejected")),
+                    *(_num(ph.get(k)) for k in ("extract", "validate", "stage", "check", "merge")),
+                    _num(run.get("airflow_tasks_s")),
+                    _num(run.get("outside_tasks_s")),
+                    _num(run.get("peak_task_rss_mb"), 0),
+                    _num(run.get("self_counted_statements")),
+                ]
+            )
+            + " |"
+        )
     first = runs.get("first", {})
     if first.get("tasks"):
-        out += ["", f"Task instances of the first sync at {entry['size']} (Airflow's metadata DB; memory sampled "
-                "from /proc while the task ran):", "",
-                "| task instance | Airflow duration s | in-task wall s | Airflow overhead s | sampled RSS MB "
-                "| in-task VmHWM MB |", "|---|---|---|---|---|---|"]  # fmt: skip
+        out += [
+            "",
+            f"Task instances of the first sync at {entry['size']} (Airflow's metadata DB; memory sampled "
+            "from /proc while the task ran):",
+            "",
+            "| task instance | Airflow duration s | in-task wall s | Airflow overhead s | sampled RSS MB "
+            "| in-task VmHWM MB |",
+            "|---|---|---|---|---|---|",
+        ]
         for t in first["tasks"]:
-            out.append(f"| {t['task']} | {_num(t.get('airflow_s'))} | {_num(t.get('inner_wall_s'))} | "
-                       f"{_num(t.get('overhead_s'))} | {_num(t.get('sampled_peak_rss_mb'), 0)} | "
-                       f"{_num(t.get('inner_peak_rss_mb'), 0)} |")  # fmt: skip
+            out.append(
+                f"| {t['task']} | {_num(t.get('airflow_s'))} | {_num(t.get('inner_wall_s'))} | "
+                f"{_num(t.get('overhead_s'))} | {_num(t.get('sampled_peak_rss_mb'), 0)} | "
+                f"{_num(t.get('inner_peak_rss_mb'), 0)} |"
+            )
     top = [s for s in first.get("top_statements") or [] if not s["query"].startswith("SELECT (SELECT count(*)")]
     if top:
         top = top[:12]
-        out += ["", f"Most expensive statements of the first sync at {entry['size']} (pg_stat_statements; all of "
-                "them in results.json):", "",
-                "| calls | total ms | rows | statement |", "|---|---|---|---|"]
+        out += [
+            "",
+            f"Most expensive statements of the first sync at {entry['size']} (pg_stat_statements; all of "
+            "them in results.json):",
+            "",
+            "| calls | total ms | rows | statement |",
+            "|---|---|---|---|",
+        ]
         for s in top:
             query = s["query"].replace("|", "\\|")
             out.append(f"| {s['calls']:,} | {s['total_ms']:,.1f} | {s['rows']:,} | `{query}` |")
-        out += ["", "A staging `COPY` stays open while its shard streams (fetch, validate, write), so its time is the "
-                "shard's wall time, not work done by the database."]  # fmt: skip
+        out += [
+            "",
+            "A staging `COPY` stays open while its shard streams (fetch, validate, write), so its time is the "
+            "shard's wall time, not work done by the database.",
+        ]
     out.append("")
     return out
 
@@ -190,32 +246,52 @@ def targets(entries: list[dict[str, Any]]) -> list[str]:
     def wall(size: str, scenario: str) -> float | None:
         return by.get(size, {}).get(scenario, {}).get("wall_s")
 
-    for size, scenario, limit in (("100k", "first", 20), ("1m", "first", 90), ("1m", "nochange", 60),
-                                  ("1m", "changed10", 75)):  # fmt: skip
+    for size, scenario, limit in (
+        ("100k", "first", 20),
+        ("1m", "first", 90),
+        ("1m", "nochange", 60),
+        ("1m", "changed10", 75),
+    ):
         value = wall(size, scenario)
         if value is not None:
-            rows.append(f"| {size} {dict(SCENARIOS)[scenario]} under {limit} s | {value:.1f} s | "
-                        f"{'met' if value < limit else 'NOT met'} |")  # fmt: skip
-    stmts = [(s, sc, r.get("sql_statements")) for s, runs in by.items() for sc, r in runs.items()
-             if r.get("sql_statements") is not None]  # fmt: skip
+            rows.append(
+                f"| {size} {dict(SCENARIOS)[scenario]} under {limit} s | {value:.1f} s | "
+                f"{'met' if value < limit else 'NOT met'} |"
+            )
+    stmts = [
+        (s, sc, r.get("sql_statements"))
+        for s, runs in by.items()
+        for sc, r in runs.items()
+        if r.get("sql_statements") is not None
+    ]
     if stmts:
         worst = max(stmts, key=lambda x: x[2])
-        rows.append(f"| SQL statements per sync at most 50, any size | max {worst[2]} ({worst[0]} "
-                    f"{dict(SCENARIOS)[worst[1]]}) | {'met' if worst[2] <= 50 else 'NOT met'} |")  # fmt: skip
+        rows.append(
+            f"| SQL statements per sync at most 50, any size | max {worst[2]} ({worst[0]} "
+            f"{dict(SCENARIOS)[worst[1]]}) | {'met' if worst[2] <= 50 else 'NOT met'} |"
+        )
     peaks = [(s, r.get("peak_rss_mb")) for s, runs in by.items() for r in runs.values() if r.get("peak_rss_mb")]
     if peaks:
         worst_p = max(peaks, key=lambda x: x[1])
         tasks = by.get(worst_p[0], {}).get("first", {}).get("tasks") or [{}]
         baseline = tasks[0].get("sampled_peak_rss_mb")
         base = f"; Airflow alone, during the first task: {baseline:.0f} MB" if baseline else ""
-        rows.append(f"| Peak RSS of the task process under 300 MB | max {worst_p[1]:.0f} MB at {worst_p[0]} "
-                    f"(whole `airflow dags test` process{base}) | "
-                    f"{'met' if worst_p[1] < 300 else 'NOT met'} |")  # fmt: skip
-    shares = [r.get("fake_server_share") for runs in by.values() for r in runs.values()
-              if r.get("fake_server_share") is not None]  # fmt: skip
+        rows.append(
+            f"| Peak RSS of the task process under 300 MB | max {worst_p[1]:.0f} MB at {worst_p[0]} "
+            f"(whole `airflow dags test` process{base}) | "
+            f"{'met' if worst_p[1] < 300 else 'NOT met'} |"
+        )
+    shares = [
+        r.get("fake_server_share")
+        for runs in by.values()
+        for r in runs.values()
+        if r.get("fake_server_share") is not None
+    ]
     if shares:
-        rows.append(f"| The fake server is not the bottleneck | its CPU at most {max(shares):.0%} of the wall time "
-                    f"| {'met' if max(shares) < 0.5 else 'check'} |")  # fmt: skip
+        rows.append(
+            f"| The fake server is not the bottleneck | its CPU at most {max(shares):.0%} of the wall time "
+            f"| {'met' if max(shares) < 0.5 else 'check'} |"
+        )
     if not rows:
         return []
     return ["| target (issue 9) | measured | |", "|---|---|---|", *rows, ""]
@@ -233,9 +309,15 @@ def write_markdown(results: dict[str, Any], path: Path, chart: Path, chart_note:
     lines = [
         "# Benchmarks: trackier_offer_sync vs dlt vs a hand-written loop",
         "",
-        *([f"**Measured on a busy machine (1-minute load average up to {worst_load:.1f} on {cores} cores): these "
-           "numbers validate the harness; they are not final. Re-run `make bench` on a quiet machine.**", ""]
-          if worst_load > cores else []),
+        *(
+            [
+                f"**Measured on a busy machine (1-minute load average up to {worst_load:.1f} on {cores} cores): these "
+                "numbers validate the harness; they are not final. Re-run `make bench` on a quiet machine.**",
+                "",
+            ]
+            if worst_load > cores
+            else []
+        ),
         "Written by `python -m bench.run` (`make bench`); every number below comes from "
         "`bench/out/results.json` of that run. Each size gets a fresh PostgreSQL and a fresh fake Trackier "
         "(separate process, loopback); every system loads the **same catalogue** three times: a first sync into an "
@@ -288,14 +370,21 @@ def write_markdown(results: dict[str, Any], path: Path, chart: Path, chart_note:
     lines += ["## Per size: systems x metrics", ""]
     for e in entries:
         db = e.get("database", {})
-        lines += [f"### {e['size']}: {e['offers']:,} offers, {e['advertisers']:,} advertisers", "",
-                  f"Database: {db.get('kind')} PostgreSQL {db.get('version')}"
-                  + (f" - **{db['note']}**" if db.get("note") else "")
-                  + f". Page size {e.get('page_size')}; client-side rate limit "
-                  f"{e.get('client_rate_limit')}.", ""]  # fmt: skip
+        lines += [
+            f"### {e['size']}: {e['offers']:,} offers, {e['advertisers']:,} advertisers",
+            "",
+            f"Database: {db.get('kind')} PostgreSQL {db.get('version')}"
+            + (f" - **{db['note']}**" if db.get("note") else "")
+            + f". Page size {e.get('page_size')}; client-side rate limit "
+            f"{e.get('client_rate_limit')}.",
+            "",
+        ]
         lines += size_table(e)
-        when = [f"{s['label']} at {s['measured_at'][11:19]} UTC (load {s['load_avg'][0]:.1f})"
-                for s in e["systems"].values() if s.get("measured_at")]  # fmt: skip
+        when = [
+            f"{s['label']} at {s['measured_at'][11:19]} UTC (load {s['load_avg'][0]:.1f})"
+            for s in e["systems"].values()
+            if s.get("measured_at")
+        ]
         if when:
             lines += ["", "Measured: " + "; ".join(when) + "."]
         lines.append("")
@@ -332,7 +421,7 @@ def write_markdown(results: dict[str, Any], path: Path, chart: Path, chart_note:
         "- **peers**: `bench/peers/` run in `bench/.venv-peers` (from `bench/requirements.txt`), never in the "
         "DAG's venv. The hand-written loop uses `requests` + `psycopg2`, one connection, one "
         "`INSERT ... ON CONFLICT` per record and a commit per page, no validation and no audit. dlt uses its "
-        "`rest_api` source, postgres destination, `write_disposition=\"merge\"`, `primary_key=\"id\"`. "
+        '`rest_api` source, postgres destination, `write_disposition="merge"`, `primary_key="id"`. '
         "'fetch only' reads every page with `requests` and parses it, and writes nothing: the floor.",
         "- Not measured here yet: a scheduler with LocalExecutor running the mapped extract tasks in parallel "
         "(issue 9 asks for it as a second row).",

@@ -43,8 +43,8 @@ import psycopg
 
 from bench.cluster import Database, start_database
 from bench.procs import FakeServer, MemorySampler, is_airflow_dags_test, sampling
-from include.offer_sync.airflow_run import REPO_ROOT, airflow_env, prepare_home, run_dag_test
-from include.offer_sync.fake_trackier import Catalogue
+from devtools.airflow_run import REPO_ROOT, airflow_env, prepare_home, run_dag_test
+from devtools.fake_trackier import Catalogue
 
 BENCH_DIR = REPO_ROOT / "bench"
 PEERS_VENV = BENCH_DIR / ".venv-peers"
@@ -80,7 +80,10 @@ PEERS: dict[str, System] = {
     "loop": System("loop", "hand-written loop", "bench_loop", "bench.peers.handwritten_loop"),
     "dlt": System("dlt", "dlt rest_api (defaults)", "bench_dlt", "bench.peers.dlt_rest_api"),
     "dlt_nonest": System(
-        "dlt_nonest", "dlt rest_api (max_nesting=0)", "bench_dlt_nonest", "bench.peers.dlt_rest_api",
+        "dlt_nonest",
+        "dlt rest_api (max_nesting=0)",
+        "bench_dlt_nonest",
+        "bench.peers.dlt_rest_api",
         ("--max-nesting", "0"),
     ),
     "fetch_only": System("fetch_only", "fetch only (no database)", None, "bench.peers.fetch_only"),
@@ -125,8 +128,11 @@ class Context:
 
 def measure(ctx: Context, system: System, scenario: str, action: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """Run one sync with every counter reset before and read after; returns its figures."""
-    expected = {"brands": ctx.advertisers, "offers": ctx.catalogue.campaign_count,
-                "payout_sum": ctx.catalogue.expected_payout_sum()}  # fmt: skip
+    expected = {
+        "brands": ctx.advertisers,
+        "offers": ctx.catalogue.campaign_count,
+        "payout_sum": ctx.catalogue.expected_payout_sum(),
+    }
     ctx.db.reset_statements()
     ctx.fake.reset_stats()
     fake_cpu0, db_cpu0 = ctx.fake.cpu_s(), ctx.db.backend_cpu_s()
@@ -158,9 +164,11 @@ def measure(ctx: Context, system: System, scenario: str, action: Callable[[], di
     if system.database:  # even after a failed run: what did it leave behind?
         figures["check"] = check_rows(ctx, system, expected)
     status = "ok" if figures["ok"] and figures.get("check", {}).get("ok", True) else "FAILED"
-    log(f"  {system.key:<10} {SCENARIO_LABELS[scenario]:<20} {figures['wall_s']:>8.2f} s  "
+    log(
+        f"  {system.key:<10} {SCENARIO_LABELS[scenario]:<20} {figures['wall_s']:>8.2f} s  "
         f"peak {figures.get('peak_rss_mb')} MB  sql {figures['sql_statements']}  api {figures['api_requests']}  "
-        f"fake {figures['fake_server_share']:.0%}  {status}")  # fmt: skip
+        f"fake {figures['fake_server_share']:.0%}  {status}"
+    )
     return figures
 
 
@@ -183,8 +191,12 @@ def check_rows(ctx: Context, system: System, expected: dict[str, Any]) -> dict[s
 
 
 def ours_conn(ctx: Context) -> dict[str, Any]:
-    return {"conn_type": "http", "host": ctx.fake.url, "password": API_KEY,
-            "extra": {"page_size": PAGE_SIZE, "requests_per_second": 0}}  # fmt: skip
+    return {
+        "conn_type": "http",
+        "host": ctx.fake.url,
+        "password": API_KEY,
+        "extra": {"page_size": PAGE_SIZE, "requests_per_second": 0},
+    }
 
 
 def run_ours(ctx: Context, scenario: str, url: str) -> dict[str, Any]:
@@ -194,8 +206,12 @@ def run_ours(ctx: Context, scenario: str, url: str) -> dict[str, Any]:
         # A task that fails waits for its retries (30 s and up) inside `dags test`: bound the wait.
         run = run_dag_test(env, None, timeout=600 + ctx.offers * 0.003)
     (ctx.logs / f"{ctx.size}-ours-{scenario}.log").write_text(run.output, encoding="utf-8")
-    out: dict[str, Any] = {"wall_s": run.wall_s, "ok": run.succeeded, "peak_rss_mb": sampler.peak_mb,
-                           "process_cpu_s": sampler.root_cpu_s}  # fmt: skip
+    out: dict[str, Any] = {
+        "wall_s": run.wall_s,
+        "ok": run.succeeded,
+        "peak_rss_mb": sampler.peak_mb,
+        "process_cpu_s": sampler.root_cpu_s,
+    }
     if not run.succeeded:
         out["error"] = "airflow dags test failed; tail: " + run.output[-1500:]
     with psycopg.connect(url, autocommit=True) as conn:
@@ -203,8 +219,10 @@ def run_ours(ctx: Context, scenario: str, url: str) -> dict[str, Any]:
     result = row[0] if row else None
     if result:
         metrics = result.get("metrics") or {}
-        out["sync_result"] = {k: result.get(k) for k in ("status", "added", "updated", "unchanged", "deactivated",
-                                                          "reactivated", "rejected", "duration_s")}  # fmt: skip
+        out["sync_result"] = {
+            k: result.get(k)
+            for k in ("status", "added", "updated", "unchanged", "deactivated", "reactivated", "rejected", "duration_s")
+        }
         out["phases_s"] = metrics.get("phases_s")
         out["peak_task_rss_mb"] = metrics.get("peak_task_rss_mb")
         out["self_counted_statements"] = metrics.get("db_statements")
@@ -224,8 +242,9 @@ def airflow_tasks(home: Path, sampler: MemorySampler, inner: dict[str, dict[str,
     """Task instances of the latest run, from Airflow's SQLite metadata: duration, memory, our own wall."""
     try:
         with contextlib.closing(sqlite3.connect(home / "airflow.db")) as conn:
-            run = conn.execute("SELECT run_id FROM dag_run WHERE dag_id = 'trackier_offer_sync' "
-                               "ORDER BY id DESC LIMIT 1").fetchone()  # fmt: skip
+            run = conn.execute(
+                "SELECT run_id FROM dag_run WHERE dag_id = 'trackier_offer_sync' ORDER BY id DESC LIMIT 1"
+            ).fetchone()
             if not run:
                 return []
             rows = conn.execute(
@@ -267,15 +286,29 @@ def _epoch(value: Any) -> float | None:
 
 def peers_env(workdir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "VIRTUAL_ENV"))}
-    env.update({"BENCH_API_KEY": API_KEY, "PYTHONPATH": str(REPO_ROOT), "RUNTIME__DLTHUB_TELEMETRY": "false",
-                "DLT_DATA_DIR": str(workdir / "dlt-data")})  # fmt: skip
+    env.update(
+        {
+            "BENCH_API_KEY": API_KEY,
+            "PYTHONPATH": str(REPO_ROOT),
+            "RUNTIME__DLTHUB_TELEMETRY": "false",
+            "DLT_DATA_DIR": str(workdir / "dlt-data"),
+        }
+    )
     return env
 
 
 def run_peer(ctx: Context, system: System, scenario: str, url: str | None) -> dict[str, Any]:
     assert system.module is not None
-    cmd = [str(PEERS_PYTHON), "-m", system.module, "--base-url", ctx.fake.url, "--page-size", str(PAGE_SIZE),
-           *system.args]  # fmt: skip
+    cmd = [
+        str(PEERS_PYTHON),
+        "-m",
+        system.module,
+        "--base-url",
+        ctx.fake.url,
+        "--page-size",
+        str(PAGE_SIZE),
+        *system.args,
+    ]
     if url:
         cmd += ["--db-url", url]
     if system.module.endswith("dlt_rest_api"):
@@ -283,8 +316,9 @@ def run_peer(ctx: Context, system: System, scenario: str, url: str | None) -> di
     log_path = ctx.logs / f"{ctx.size}-{system.key}-{scenario}.log"
     with open(log_path, "w+", encoding="utf-8") as err:
         started = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=peers_env(ctx.workdir), stdout=subprocess.PIPE,
-                                stderr=err, text=True)  # fmt: skip
+        proc = subprocess.Popen(
+            cmd, cwd=REPO_ROOT, env=peers_env(ctx.workdir), stdout=subprocess.PIPE, stderr=err, text=True
+        )
         with sampling(proc.pid) as sampler:
             assert proc.stdout is not None
             stdout = proc.stdout.read()
@@ -294,8 +328,12 @@ def run_peer(ctx: Context, system: System, scenario: str, url: str | None) -> di
         err.seek(0)
         stderr = err.read()
     log_path.write_text(stdout + "\n" + stderr, encoding="utf-8")
-    out: dict[str, Any] = {"wall_s": wall, "ok": proc.returncode == 0, "peak_rss_mb": sampler.peak_mb,
-                           "process_cpu_s": round(usage.ru_utime + usage.ru_stime, 3)}  # fmt: skip
+    out: dict[str, Any] = {
+        "wall_s": wall,
+        "ok": proc.returncode == 0,
+        "peak_rss_mb": sampler.peak_mb,
+        "process_cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
+    }
     lines = [line for line in stdout.splitlines() if line.startswith("{")]
     if lines:
         out["reported"] = json.loads(lines[-1])
@@ -315,9 +353,11 @@ def ensure_peers_venv() -> str | None:
         return None
     log(f"installing the peers (dlt, matplotlib ...) into {PEERS_VENV.relative_to(REPO_ROOT)} (separate venv)")
     base = getattr(sys, "_base_executable", sys.executable)
-    steps = [[base, "-m", "venv", str(PEERS_VENV)],
-             [str(PEERS_PYTHON), "-m", "pip", "install", "--quiet", "--upgrade", "pip"],
-             [str(PEERS_PYTHON), "-m", "pip", "install", "--quiet", "-r", str(REQUIREMENTS)]]  # fmt: skip
+    steps = [
+        [base, "-m", "venv", str(PEERS_VENV)],
+        [str(PEERS_PYTHON), "-m", "pip", "install", "--quiet", "--upgrade", "pip"],
+        [str(PEERS_PYTHON), "-m", "pip", "install", "--quiet", "-r", str(REQUIREMENTS)],
+    ]
     for step in steps:
         proc = subprocess.run(step, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
@@ -334,18 +374,30 @@ def bench_size(size: str, args: argparse.Namespace, workroot: Path, logs: Path, 
     log(f"size {size}: {offers:,} offers, {advertisers:,} advertisers (seed {args.seed})")
     workdir = Path(tempfile.mkdtemp(prefix=f"{size}-", dir=workroot))
     entry: dict[str, Any] = {
-        "size": size, "offers": offers, "advertisers": advertisers, "seed": args.seed,
-        "change_seed": args.change_seed, "change_fraction": CHANGE_FRACTION, "page_size": PAGE_SIZE,
+        "size": size,
+        "offers": offers,
+        "advertisers": advertisers,
+        "seed": args.seed,
+        "change_seed": args.change_seed,
+        "change_fraction": CHANGE_FRACTION,
+        "page_size": PAGE_SIZE,
         "client_rate_limit": "off (requests_per_second: 0 in the trackier_api connection extra)",
-        "started_at": datetime.now(UTC).isoformat(timespec="seconds"), "load_avg_start": os.getloadavg(),
-        "code": code_version(), "systems": {},
-    }  # fmt: skip
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "load_avg_start": os.getloadavg(),
+        "code": code_version(),
+        "systems": {},
+    }
     catalogue = Catalogue(advertisers, offers, seed=args.seed)
     with start_database(workdir) as db:
         fake = FakeServer(workdir, advertisers, offers, args.seed, API_KEY).start()
         try:
-            entry["database"] = {"kind": db.kind, "version": db.server_version(), "counts_statements":
-                                 db.counts_statements, "note": db.note, "settings": db.settings}  # fmt: skip
+            entry["database"] = {
+                "kind": db.kind,
+                "version": db.server_version(),
+                "counts_statements": db.counts_statements,
+                "note": db.note,
+                "settings": db.settings,
+            }
             if db.note:
                 log(f"  NOTE: {db.note}")
             ctx = Context(size, offers, advertisers, db, fake, catalogue, args.change_seed, workdir, logs, home)
@@ -353,8 +405,12 @@ def bench_size(size: str, args: argparse.Namespace, workroot: Path, logs: Path, 
             prepare_home(home, env)  # serialize the DAG as it is now (others may be editing it)
             for key in args.systems:
                 system = OURS if key == "ours" else PEERS[key]
-                entry["systems"][key] = {"label": system.label, "measured_at": datetime.now(UTC).isoformat(
-                    timespec="seconds"), "load_avg": os.getloadavg(), "runs": run_scenarios(ctx, system)}  # fmt: skip
+                entry["systems"][key] = {
+                    "label": system.label,
+                    "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "load_avg": os.getloadavg(),
+                    "runs": run_scenarios(ctx, system),
+                }
         finally:
             fake.stop()
     entry["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
@@ -390,9 +446,12 @@ def code_version() -> dict[str, Any]:
         proc = subprocess.run(["git", *a], cwd=REPO_ROOT, capture_output=True, text=True, check=False)
         return proc.stdout.rstrip("\n")  # not strip(): porcelain lines start with a status column
 
-    return {"commit": git("rev-parse", "--short", "HEAD").strip(),
-            "uncommitted_core_files": [line[3:] for line in git("status", "--porcelain", "--", "include",
-                                                                 "dags").splitlines()]}  # fmt: skip
+    return {
+        "commit": git("rev-parse", "--short", "HEAD").strip(),
+        "uncommitted_core_files": [
+            line[3:] for line in git("status", "--porcelain", "--", "include", "dags").splitlines()
+        ],
+    }
 
 
 def machine_info(peers_versions: dict[str, str]) -> dict[str, Any]:
@@ -425,10 +484,16 @@ def machine_info(peers_versions: dict[str, str]) -> dict[str, Any]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="1k,10k,100k", help=f"comma-separated, from {', '.join(SIZES)}")
-    p.add_argument("--no-peers", action="store_true",
-                   help="ours only: no dlt, no peers venv (the chart is drawn only if that venv exists)")
-    p.add_argument("--systems", default=",".join(SYSTEM_ORDER),
-                   help="which systems to run (default all); others measured earlier stay in results.json")
+    p.add_argument(
+        "--no-peers",
+        action="store_true",
+        help="ours only: no dlt, no peers venv (the chart is drawn only if that venv exists)",
+    )
+    p.add_argument(
+        "--systems",
+        default=",".join(SYSTEM_ORDER),
+        help="which systems to run (default all); others measured earlier stay in results.json",
+    )
     p.add_argument("--seed", type=int, default=42, help="the fake catalogue's seed")
     p.add_argument("--change-seed", type=int, default=9, help="seed of the 10%% payout change")
     p.add_argument("--out", type=Path, default=BENCH_DIR / "out", help="results.json, logs (default bench/out)")
@@ -468,8 +533,12 @@ def main(argv: list[str] | None = None) -> int:
             log(f"cannot install the peers, running ours only: {error}")
             args.systems = [s for s in args.systems if s == "ours"]
     if PEERS_PYTHON.exists():  # versions of what measured the peers (also when they are not re-run now)
-        proc = subprocess.run([str(PEERS_PYTHON), "-c", "import dlt, matplotlib; print(dlt.__version__, "
-                               "matplotlib.__version__)"], capture_output=True, text=True, check=False)  # fmt: skip
+        proc = subprocess.run(
+            [str(PEERS_PYTHON), "-c", "import dlt, matplotlib; print(dlt.__version__, matplotlib.__version__)"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if proc.returncode == 0:
             dlt_v, mpl_v = proc.stdout.split()
             peers_versions = {"dlt": dlt_v, "matplotlib": mpl_v}
@@ -491,8 +560,11 @@ def main(argv: list[str] | None = None) -> int:
             results["sizes"][size] = entry
             results["generated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
             results_path.write_text(json.dumps(results, indent=2, default=str), encoding="utf-8")
-            failed |= any(not r.get("ok") or not r.get("check", {}).get("ok", True)
-                          for s in entry["systems"].values() for r in s["runs"].values())  # fmt: skip
+            failed |= any(
+                not r.get("ok") or not r.get("check", {}).get("ok", True)
+                for s in entry["systems"].values()
+                for r in s["runs"].values()
+            )
     chart_note = render_chart(results_path, args.chart, PEERS_PYTHON)
     write_markdown(results, args.markdown, args.chart, chart_note)
     log(f"wrote {results_path}, {args.markdown}" + (f", {args.chart}" if not chart_note else f" ({chart_note})"))

@@ -20,14 +20,17 @@ from typing import Any
 import pendulum
 from airflow.sdk import Asset, dag, task
 
+from include.offer_sync.constants import OFFERS_ASSET_NAME, OFFERS_ASSET_URI
+from include.offer_sync.contracts import RESULT_KEYS
+
 log = logging.getLogger(__name__)
 
-#: Must equal OFFERS_ASSET in trackier_offer_sync.py (the same name and URI: that is the link).
-OFFERS_ASSET = Asset(name="offers", uri="trackier-offer-sync://offers")
-COUNT_KEYS = (
-    "status", "added", "updated", "unchanged", "deactivated", "rejected", "campaigns_processed",
-    "advertisers_processed", "brands_added", "brands_updated", "error_rate", "duration_s", "run_id",
-)  # fmt: skip
+#: The same name and URI as the sync DAG's outlet: that is the link (a copy in another repository must
+#: spell them exactly so: "offers", "trackier-offer-sync://offers").
+OFFERS_ASSET = Asset(name=OFFERS_ASSET_NAME, uri=OFFERS_ASSET_URI)
+#: The keys read from the event's extra: the result contract (README "The result contract"). A copy of
+#: this example in another repository spells them out: ``include/offer_sync/contracts.py`` lists them.
+COUNT_KEYS = RESULT_KEYS
 
 
 @dag(
@@ -49,9 +52,16 @@ def offers_consumer_example() -> None:
             log.info("no offers event triggered this run (started by hand?): nothing to read")
             return {"events": 0, "syncs": [], "latest": None}
         for sync in syncs:
-            log.info("offers sync %s: %s, %s added, %s updated, %s unchanged, %s deactivated, %s rejected",
-                     sync["run_id"], sync["status"], sync["added"], sync["updated"], sync["unchanged"],
-                     sync["deactivated"], sync["rejected"])  # fmt: skip
+            log.info(
+                "offers sync %s: %s, %s added, %s updated, %s unchanged, %s deactivated, %s rejected",
+                sync["run_id"],
+                sync["status"],
+                sync["added"],
+                sync["updated"],
+                sync["unchanged"],
+                sync["deactivated"],
+                sync["rejected"],
+            )
         return {"events": len(syncs), "syncs": syncs, "latest": syncs[-1]}
 
     read_sync_counts()

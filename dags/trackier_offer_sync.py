@@ -18,6 +18,10 @@ sweep older than one already merged: it would revert newer data);
 webhook, once per run: it is **skipped** for a dry run (nothing changed, downstream DAGs must not
 run) and when the event was already emitted (a task cleared and run again).
 
+**Code.** This file only wires: each task calls the function of the same name in
+`include/offer_sync/tasks.py` (`plan_*` -> `plan_entity`, `extract_*` -> `extract_shard`), what each
+returns is typed in `include/offer_sync/contracts.py`, names and defaults are in `constants.py`.
+
 **Connections** (set with `AIRFLOW_CONN_TRACKIER_API` / `AIRFLOW_CONN_OFFERS_DB`):
 `trackier_api` (HTTP: host = base URL, password = network API key, extra = `page_size`,
 `pagination`, `requests_per_second` ...) and `offers_db` (Postgres).
@@ -36,18 +40,41 @@ import pendulum
 from airflow.sdk import Asset, AsyncCallback, DeadlineAlert, DeadlineReference, Param, dag, get_current_context, task
 from airflow.sdk.definitions.retry_policy import ExceptionRetryPolicy, RetryAction, RetryRule
 
+from include.offer_sync.constants import (
+    API_POOL_ENV,
+    API_TASKS_PER_ENTITY,
+    DAG_ID,
+    DAGRUN_TIMEOUT,
+    DEADLINE_MINUTES_ENV,
+    DEFAULT_API_POOL,
+    DEFAULT_DEADLINE_MINUTES,
+    DEFAULT_MAX_DEACTIVATE_RATE,
+    DEFAULT_MAX_ERROR_RATE,
+    DEFAULT_MAX_SHARDS,
+    DEFAULT_PAGES_PER_SHARD,
+    DEFAULT_RETRY_DELAY_S,
+    DEFAULT_TASK_RETRIES,
+    MAX_ERROR_RATE_ENV,
+    MAX_MAX_SHARDS,
+    MAX_PAGE_SIZE,
+    MAX_PAGES_PER_SHARD,
+    MAX_RETRY_DELAY,
+    OFFERS_ASSET_NAME,
+    OFFERS_ASSET_URI,
+    RETRY_DELAY_ENV,
+    TASK_RETRIES_ENV,
+)
 from include.offer_sync.schedule import schedule_from_env
 
-DAG_ID = "trackier_offer_sync"
-OFFERS_ASSET = Asset(name="offers", uri="trackier-offer-sync://offers")
+OFFERS_ASSET = Asset(name=OFFERS_ASSET_NAME, uri=OFFERS_ASSET_URI)
 #: The Airflow pool that caps concurrent API tasks (create it: `airflow pools set trackier_api 4 ...`).
-API_POOL = os.environ.get("OFFER_SYNC_API_POOL", "default_pool")
-MAX_ERROR_RATE = float(os.environ.get("OFFER_SYNC_MAX_ERROR_RATE", "0.05"))
+API_POOL = os.environ.get(API_POOL_ENV, DEFAULT_API_POOL)
+MAX_ERROR_RATE = float(os.environ.get(MAX_ERROR_RATE_ENV, str(DEFAULT_MAX_ERROR_RATE)))
 #: A run not finished this many minutes after it was queued raises the `deadline` alert (0: off).
-DEADLINE_MINUTES = float(os.environ.get("OFFER_SYNC_DEADLINE_MINUTES", "10"))
-#: Task retries and the first retry delay (it doubles, up to 5 min).
-TASK_RETRIES = int(os.environ.get("OFFER_SYNC_TASK_RETRIES", "3"))
-RETRY_DELAY_S = float(os.environ.get("OFFER_SYNC_RETRY_DELAY_S", "30"))
+DEADLINE_MINUTES = float(os.environ.get(DEADLINE_MINUTES_ENV, str(DEFAULT_DEADLINE_MINUTES)))
+#: Task retries and the first retry delay (it doubles, up to MAX_RETRY_DELAY).
+TASK_RETRIES = int(os.environ.get(TASK_RETRIES_ENV, str(DEFAULT_TASK_RETRIES)))
+RETRY_DELAY_S = float(os.environ.get(RETRY_DELAY_ENV, str(DEFAULT_RETRY_DELAY_S)))
 #: When it runs on its own: OFFER_SYNC_SCHEDULE, a cron expression (UTC), a preset or "none" (default @daily).
 SCHEDULE = schedule_from_env()
 
@@ -70,37 +97,66 @@ NO_RETRY_ON_FATAL = ExceptionRetryPolicy(
 )
 
 
-# Alert checks (include/offer_sync/alerts.py, imported only when a callback runs).
+# Alert checks (include/offer_sync/alerts/callbacks.py, imported only when a callback runs).
 def _on_run_success(context) -> None:
-    from include.offer_sync.alerts import on_run_success
+    from include.offer_sync.alerts.callbacks import on_run_success
 
     on_run_success(context)
 
 
 def _on_run_failure(context) -> None:
-    from include.offer_sync.alerts import on_run_failure
+    from include.offer_sync.alerts.callbacks import on_run_failure
 
     on_run_failure(context)
 
 
 def _on_task_failure(context) -> None:
-    from include.offer_sync.alerts import on_task_failure
+    from include.offer_sync.alerts.callbacks import on_task_failure
 
     on_task_failure(context)
 
 
 def _on_task_retry(context) -> None:
-    from include.offer_sync.alerts import on_task_retry
+    from include.offer_sync.alerts.callbacks import on_task_retry
 
     on_task_retry(context)
 
 
 def _release_event_claim(context) -> None:
     # A failed try of emit_offers_event never got its Asset event recorded: let its retry emit it.
-    from include.offer_sync.pipeline import release_event_claim
+    from include.offer_sync.tasks import release_event_claim
 
     ti = context["ti"]
     release_event_claim(ti.run_id, ti.try_number)
+
+
+def _under_dags_test() -> bool:
+    """Whether this process is `airflow dags test` (or `python -m airflow dags test`)."""
+    cli = (os.path.basename(sys.argv[0]), os.path.basename(os.path.dirname(sys.argv[0])))
+    return "airflow" in cli and sys.argv[1:3] == ["dags", "test"]
+
+
+def _deadline_alert() -> DeadlineAlert | None:
+    """The run-level deadline (Airflow 3's replacement for SLA misses), or None when it cannot work.
+
+    The scheduler notices the missed deadline and the triggerer runs the callback while the run is
+    still going. None when OFFER_SYNC_DEADLINE_MINUTES is 0, and under `airflow dags test`: its runs
+    are never queued, so no deadline is ever created there, and Airflow 3.3.2's dag.test() crashes at
+    the end of a successful run of a DAG that has one (DagRun.update_state looks the alerts up by
+    database id, but dag.test() hands it their unsaved definitions). Workaround for an Airflow bug
+    (no upstream issue located; searched apache/airflow for "dag.test deadline" in November 2026):
+    drop this helper when `airflow dags test` of a DAG with a deadline succeeds.
+    """
+    if DEADLINE_MINUTES <= 0 or _under_dags_test():
+        return None
+    return DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT,
+        interval=timedelta(minutes=DEADLINE_MINUTES),
+        callback=AsyncCallback(
+            "include.offer_sync.alerts.callbacks.deadline_missed",
+            kwargs={"threshold_s": DEADLINE_MINUTES * 60, "dag_id": DAG_ID},
+        ),
+    )
 
 
 default_args = {
@@ -108,28 +164,11 @@ default_args = {
     "retries": TASK_RETRIES,
     "retry_delay": timedelta(seconds=RETRY_DELAY_S),
     "retry_exponential_backoff": True,
-    "max_retry_delay": timedelta(minutes=5),
+    "max_retry_delay": MAX_RETRY_DELAY,
     "retry_policy": NO_RETRY_ON_FATAL,
     "on_failure_callback": _on_task_failure,
     "on_retry_callback": _on_task_retry,
 }
-# Airflow 3's replacement for SLA misses: the scheduler notices the missed deadline and the
-# triggerer runs the callback while the run is still going. Not under `airflow dags test`: its runs
-# are never queued, so no deadline is ever created there, and Airflow 3.3.2's dag.test() crashes at
-# the end of a successful run of a DAG that has one (DagRun.update_state looks the alerts up by
-# database id, but dag.test() hands it their unsaved definitions).
-_CLI = (os.path.basename(sys.argv[0]), os.path.basename(os.path.dirname(sys.argv[0])))  # airflow, python -m airflow
-_DAGS_TEST = "airflow" in _CLI and sys.argv[1:3] == ["dags", "test"]
-DEADLINE = (
-    DeadlineAlert(
-        reference=DeadlineReference.DAGRUN_QUEUED_AT,
-        interval=timedelta(minutes=DEADLINE_MINUTES),
-        callback=AsyncCallback("include.offer_sync.alerts.deadline_missed",
-                               kwargs={"threshold_s": DEADLINE_MINUTES * 60, "dag_id": DAG_ID}),
-    )
-    if DEADLINE_MINUTES > 0 and not _DAGS_TEST
-    else None
-)  # fmt: skip
 
 
 @dag(
@@ -138,131 +177,164 @@ DEADLINE = (
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    dagrun_timeout=timedelta(hours=2),
+    dagrun_timeout=DAGRUN_TIMEOUT,
     default_args=default_args,
     on_success_callback=_on_run_success,
     on_failure_callback=_on_run_failure,
-    deadline=DEADLINE,
+    deadline=_deadline_alert(),
     tags=["trackier", "offers", "sync"],
     doc_md=__doc__,
     params={
         "dry_run": Param(
-            False, type="boolean", title="Dry run",
+            False,
+            type="boolean",
+            title="Dry run",
             description="Fetch, validate and compute the counts, then roll the merge back: nothing is written "
             "to brands/offers.",
         ),
         "page_size": Param(
-            None, type=["null", "integer"], minimum=1, maximum=1000, title="Page size",
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            maximum=MAX_PAGE_SIZE,
+            title="Page size",
             description="Records per API request (1-1000). Empty: the trackier_api connection's page_size.",
         ),
         "pagination": Param(
-            "connection", type="string", enum=["connection", "auto", "page", "cursor"], title="Pagination style",
+            "connection",
+            type="string",
+            enum=["connection", "auto", "page", "cursor"],
+            title="Pagination style",
             description="How to page through the API. 'connection' uses the connection's setting; 'auto' uses "
             "numbered pages when the API reports totals, else cursors.",
         ),
         "max_error_rate": Param(
-            MAX_ERROR_RATE, type="number", minimum=0, maximum=1, title="Max error rate",
+            MAX_ERROR_RATE,
+            type="number",
+            minimum=0,
+            maximum=1,
+            title="Max error rate",
             description="Circuit breaker: if rejected + unfetched records exceed this share of the sweep, "
             "the live tables are not touched and the run fails.",
         ),
         "deactivate_missing": Param(
-            True, type="boolean", title="Deactivate missing offers",
-            description="When the sweep is complete, mark offers (and brands) that are no longer in Trackier "
-            "inactive.",
+            True,
+            type="boolean",
+            title="Deactivate missing offers",
+            description="When the sweep is complete, mark offers (and brands) that are no longer in Trackier inactive.",
         ),
         "max_deactivate_rate": Param(
-            0.2, type="number", minimum=0, maximum=1, title="Max share of offers deactivated",
+            DEFAULT_MAX_DEACTIVATE_RATE,
+            type="number",
+            minimum=0,
+            maximum=1,
+            title="Max share of offers deactivated",
             description="Guard against an empty or cut-short feed: if more than this share of the active offers "
             "(or of the active brands) would be deactivated at once, none are and the run says why. Raise it for "
             "one run to apply a real mass clean-up.",
         ),
         "pages_per_shard": Param(
-            50, type="integer", minimum=1, maximum=10000, title="Pages per shard",
+            DEFAULT_PAGES_PER_SHARD,
+            type="integer",
+            minimum=1,
+            maximum=MAX_PAGES_PER_SHARD,
+            title="Pages per shard",
             description="Pages fetched by one mapped extract task (each task costs ~1 s of Airflow overhead).",
         ),
         "max_shards": Param(
-            8, type="integer", minimum=1, maximum=64, title="Max shards per entity",
+            DEFAULT_MAX_SHARDS,
+            type="integer",
+            minimum=1,
+            maximum=MAX_MAX_SHARDS,
+            title="Max shards per entity",
             description="Upper bound on mapped extract tasks per entity.",
         ),
     },
-)  # fmt: skip
+)
 def trackier_offer_sync() -> None:
     @task
     def start_sync() -> dict:
         """Create the tables if needed, open the run's sync_runs record and its staging tables."""
-        from include.offer_sync.pipeline import start_sync as run
+        from include.offer_sync import tasks
 
         ctx = get_current_context()
-        db, _ = _settings(ctx["params"], api=False)
-        return run(db, run_id=ctx["run_id"], dag_id=DAG_ID, params=dict(ctx["params"]))
+        return tasks.start_sync(_db(), run_id=ctx["run_id"], dag_id=DAG_ID, params=dict(ctx["params"]))
 
     @task(pool=API_POOL)
     def plan_advertisers(run: dict) -> list[dict]:
         """Probe the advertiser list and split it into shards (page ranges, or one cursor stream)."""
-        return _plan("advertisers")
+        from include.offer_sync import tasks
+
+        return tasks.plan_entity(_api(get_current_context()["params"]), "advertisers")
 
     @task(pool=API_POOL)
     def plan_campaigns(run: dict) -> list[dict]:
         """Probe the campaign list and split it into shards (page ranges, or one cursor stream)."""
-        return _plan("campaigns")
+        from include.offer_sync import tasks
 
-    @task(map_index_template="{{ shard_label }}", pool=API_POOL, max_active_tis_per_dagrun=4)
+        return tasks.plan_entity(_api(get_current_context()["params"]), "campaigns")
+
+    @task(map_index_template="{{ shard_label }}", pool=API_POOL, max_active_tis_per_dagrun=API_TASKS_PER_ENTITY)
     def extract_advertisers(shard: dict, run: dict) -> dict:
         """Fetch one shard of advertisers, validate each record and COPY it into staging."""
-        return _extract(shard, run)
+        return _extract_shard(shard, run)
 
-    @task(map_index_template="{{ shard_label }}", pool=API_POOL, max_active_tis_per_dagrun=4)
+    @task(map_index_template="{{ shard_label }}", pool=API_POOL, max_active_tis_per_dagrun=API_TASKS_PER_ENTITY)
     def extract_campaigns(shard: dict, run: dict) -> dict:
         """Fetch one shard of campaigns, validate each record and COPY it into staging."""
-        return _extract(shard, run)
+        return _extract_shard(shard, run)
 
     @task
     def check_sweep(run: dict, advertisers: list[dict], campaigns: list[dict]) -> dict:
         """Resolve duplicates and orphans, keep rejects, and trip the error-rate breaker if needed."""
-        from include.offer_sync.pipeline import check
+        from include.offer_sync import tasks
 
-        ctx = get_current_context()
-        db, _ = _settings(ctx["params"], api=False)
-        return check(db, run, _all(advertisers, campaigns), float(ctx["params"]["max_error_rate"]))
+        params = get_current_context()["params"]
+        return tasks.check_sweep(_db(), run, _all(advertisers, campaigns), float(params["max_error_rate"]))
 
     @task
     def merge_catalogue(run: dict, sweep: dict) -> dict:
         """Merge brands and offers in one transaction, with the audit trail and exact counts."""
-        from include.offer_sync.pipeline import merge
+        from include.offer_sync import tasks
 
-        ctx = get_current_context()
-        db, _ = _settings(ctx["params"], api=False)
-        return merge(db, run, sweep, deactivate_missing=bool(ctx["params"]["deactivate_missing"]),
-                     dry_run=bool(ctx["params"]["dry_run"]),
-                     max_deactivate_rate=float(ctx["params"].get("max_deactivate_rate", 0.2)))  # fmt: skip
+        params = get_current_context()["params"]
+        return tasks.merge_catalogue(
+            _db(),
+            run,
+            sweep,
+            deactivate_missing=bool(params["deactivate_missing"]),
+            dry_run=bool(params["dry_run"]),
+            max_deactivate_rate=float(params.get("max_deactivate_rate", DEFAULT_MAX_DEACTIVATE_RATE)),
+        )
 
     @task
     def publish_result(run: dict, advertisers: list[dict], campaigns: list[dict], sweep: dict, merged: dict) -> dict:
         """Close the run record, drop staging, run the alert checks and return `sync_result`."""
-        from include.offer_sync.alerts import announce_result
-        from include.offer_sync.pipeline import finish
+        from include.offer_sync import tasks
+        from include.offer_sync.alerts.callbacks import announce_result
 
         ctx = get_current_context()
-        db, _ = _settings(ctx["params"], api=False)
-        result = finish(db, run, _all(advertisers, campaigns), sweep, merged)
+        result = tasks.publish_result(_db(), run, _all(advertisers, campaigns), sweep, merged)
         # Duration / error-rate / memory checks (in this task's log), dry runs included.
         announce_result(result, conf=ctx["dag_run"].conf, context=ctx, dag_id=DAG_ID)
         return result
 
     # Airflow records a task's outlet events when, and only when, the task succeeds; a skipped task
     # emits none. So the one event of a run is this task's success, claimed in sync_runs first.
-    @task(outlets=[OFFERS_ASSET], on_failure_callback=[_on_task_failure, _release_event_claim],
-          on_retry_callback=[_on_task_retry, _release_event_claim])  # fmt: skip
+    @task(
+        outlets=[OFFERS_ASSET],
+        on_failure_callback=[_on_task_failure, _release_event_claim],
+        on_retry_callback=[_on_task_retry, _release_event_claim],
+    )
     def emit_offers_event(result: dict) -> None:
         """Emit the `offers` event (extra = `sync_result`) and POST the webhook, once; skipped for a dry run."""
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from include.offer_sync.alerts import post_sync_result
-        from include.offer_sync.pipeline import claim_event
+        from include.offer_sync import tasks
+        from include.offer_sync.alerts.callbacks import post_sync_result
 
         ctx = get_current_context()
-        db, _ = _settings(ctx["params"], api=False)
-        claim = claim_event(db, result["run_id"], try_number=ctx["ti"].try_number)
+        claim = tasks.claim_event(_db(), result["run_id"], try_number=ctx["ti"].try_number)
         if claim["result"] is None:
             raise AirflowSkipException(claim["reason"])
         ctx["outlet_events"][OFFERS_ASSET].extra = claim["result"]
@@ -276,20 +348,24 @@ def trackier_offer_sync() -> None:
     emit_offers_event(publish_result(run, advertisers, campaigns, sweep, merged))
 
 
-def _settings(params: dict, api: bool = True):
-    from include.offer_sync.settings import DatabaseSettings, TrackierSettings
+def _db():
+    """The offers database (the `offers_db` connection)."""
+    from include.offer_sync.settings import DatabaseSettings
 
-    db = DatabaseSettings.from_airflow()
-    if not api:
-        return db, None
+    return DatabaseSettings.from_airflow()
+
+
+def _api(params: dict):
+    """The Trackier API (the `trackier_api` connection), with this run's Param overrides."""
+    from include.offer_sync.settings import TrackierSettings
+
     pagination = params.get("pagination")
-    trackier = TrackierSettings.from_airflow().with_overrides(
+    return TrackierSettings.from_airflow().with_overrides(
         page_size=params.get("page_size"),
         pagination=None if pagination in (None, "connection") else pagination,
         pages_per_shard=params.get("pages_per_shard"),
         max_shards=params.get("max_shards"),
     )
-    return db, trackier
 
 
 def _all(*mapped_outputs) -> list[dict]:
@@ -297,21 +373,13 @@ def _all(*mapped_outputs) -> list[dict]:
     return [seq[i] for seq in mapped_outputs for i in range(len(seq))]
 
 
-def _plan(entity: str) -> list[dict]:
-    from include.offer_sync.pipeline import plan_entity
-
-    _, api = _settings(get_current_context()["params"])
-    return plan_entity(api, entity)  # type: ignore[arg-type]
-
-
-def _extract(shard: dict, run: dict) -> dict:
-    from include.offer_sync.pipeline import extract
+def _extract_shard(shard: dict, run: dict) -> dict:
+    from include.offer_sync import tasks
 
     ctx = get_current_context()
     ctx["shard_label"] = shard["label"]  # type: ignore[typeddict-unknown-key]  # map_index_template
-    db, api = _settings(ctx["params"])
     # The try goes on every staged row: a zombie try of this shard still running cannot double it.
-    return extract(db, api, run, shard, try_number=ctx["ti"].try_number)
+    return tasks.extract_shard(_db(), _api(ctx["params"]), run, shard, try_number=ctx["ti"].try_number)
 
 
 trackier_offer_sync()

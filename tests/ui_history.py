@@ -1,6 +1,6 @@
 """A catalogue with a history, for the Offer Sync page's History, Run detail and Offer lookup views.
 
-``build_history`` runs four syncs with the in-process pipeline (``include/offer_sync/inline.py``:
+``build_history`` runs four syncs with the in-process pipeline (``devtools/inline.py``:
 the same task bodies the DAG runs, in the same order) against an offers database and a fake
 Trackier, changing the catalogue in between, and records the alerts those runs break through the
 real rules (``alerts.evaluate`` with thresholds from the environment, stored by
@@ -27,7 +27,7 @@ from pydantic import SecretStr
 
 XSS = "<img src=x onerror=alert(1)>"
 #: Quotes, markup, an RTL override (U+202E ... U+202C): valid in a title, must show as typed.
-TRICKY_TITLE = "Zoë's \"Quoted\" \u202eReversed\u202c <b>bold</b> & co"
+TRICKY_TITLE = 'Zoë\'s "Quoted" \u202eReversed\u202c <b>bold</b> & co'
 TRICKY_DESCRIPTION = "Line one\n\tindented line two\nline three"
 FORMULA_ID = '=HYPERLINK("http://evil.example","click")'
 #: LIKE wildcards that a title search must match literally.
@@ -48,27 +48,32 @@ class History:
 
 
 def _record_alerts(db_url: str, result: Mapping[str, Any], environ: Mapping[str, str]) -> None:
-    from include.offer_sync.alerts import Thresholds, evaluate
+    from include.offer_sync.alerts.rules import Thresholds, evaluate
     from include.offer_sync.db import load_sql
 
     with psycopg.connect(db_url, autocommit=True) as conn:
         for alert in evaluate(result, Thresholds.from_env(environ)):
-            conn.execute(load_sql("alerts_insert"), {  # type: ignore[arg-type]  # our own .sql file
-                "run_id": alert.run_id, "rule": alert.rule, "severity": alert.severity, "measured": alert.measured,
-                "threshold": alert.threshold, "message": alert.message, "link": alert.link,
-            })  # fmt: skip
+            conn.execute(load_sql("alerts_insert"), alert.row())  # type: ignore[arg-type]  # our own .sql file
 
 
 def build_history(fake: Any, db_url: str, api_key: str, environ: Mapping[str, str]) -> History:
     """Four syncs of ``fake``'s catalogue into ``db_url`` (see the module docstring)."""
-    from include.offer_sync import pipeline
+    from devtools.inline import run_sync
     from include.offer_sync.errors import SweepRejectedError
-    from include.offer_sync.inline import run_sync
+    from include.offer_sync.load.runs import record_failure
     from include.offer_sync.settings import DatabaseSettings, TrackierSettings
 
     db = DatabaseSettings(conninfo=db_url)
-    api = TrackierSettings(base_url=fake.url, api_key=SecretStr(api_key), page_size=50, requests_per_second=0,
-                           backoff_base_s=0.01, backoff_max_s=0.02, max_retries=1, pages_per_shard=3)  # fmt: skip
+    api = TrackierSettings(
+        base_url=fake.url,
+        api_key=SecretStr(api_key),
+        page_size=50,
+        requests_per_second=0,
+        backoff_base_s=0.01,
+        backoff_max_s=0.02,
+        max_retries=1,
+        pages_per_shard=3,
+    )
     runs = [f"scheduled__2026-11-2{day}T02:00:00+00:00" for day in range(1, 4)] + ["manual__2026-11-24T09:30:00+00:00"]
     results = []
 
@@ -96,12 +101,19 @@ def build_history(fake: Any, db_url: str, api_key: str, environ: Mapping[str, st
         run_sync(db, api, runs[3])
         raise AssertionError("the fourth sync was meant to fail")
     except SweepRejectedError as exc:
-        failed = pipeline.record_failure(db, runs[3], str(exc))
+        failed = record_failure(db, runs[3], str(exc))
         assert failed is not None
         assert failed["status"] == "failed"
         results.append(failed)
         _record_alerts(db_url, failed, environ)
     finally:
         fake.configure(script=[])
-    return History(run_ids=runs, failed_run_id=runs[3], removed_in_run2=removed, xss_offer=xss_offer,
-                   tricky_offer=tricky_offer, renamed_in_run3=renamed, results=results)  # fmt: skip
+    return History(
+        run_ids=runs,
+        failed_run_id=runs[3],
+        removed_in_run2=removed,
+        xss_offer=xss_offer,
+        tricky_offer=tricky_offer,
+        renamed_in_run3=renamed,
+        results=results,
+    )

@@ -53,8 +53,12 @@ def main() -> int:
     config = {
         "client": {
             "base_url": args.base_url.rstrip("/") + "/v2/",
-            "auth": {"type": "api_key", "name": "X-Api-Key", "api_key": os.environ["BENCH_API_KEY"],
-                     "location": "header"},
+            "auth": {
+                "type": "api_key",
+                "name": "X-Api-Key",
+                "api_key": os.environ["BENCH_API_KEY"],
+                "location": "header",
+            },
         },
         "resource_defaults": {
             "primary_key": "id",
@@ -65,7 +69,7 @@ def main() -> int:
             {"name": "advertisers", "endpoint": {"path": "advertisers", "data_selector": "advertisers"}},
             {"name": "campaigns", "endpoint": {"path": "campaigns", "data_selector": "campaigns"}},
         ],
-    }  # fmt: skip
+    }
     source = rest_api_source(config, max_table_nesting=args.max_nesting)  # type: ignore[arg-type]
     pipeline = dlt.pipeline(
         pipeline_name=args.pipeline_name,
@@ -75,12 +79,17 @@ def main() -> int:
     )
     info = pipeline.run(source)
     row_counts = dict(pipeline.last_trace.last_normalize_info.row_counts) if pipeline.last_trace else {}
-    print(json.dumps({
-        "loads": len(info.loads_ids),
-        "row_counts": row_counts,
-        "dlt_version": dlt.__version__,
-        "inner_wall_s": round(time.perf_counter() - started, 3), "vm_hwm_mb": vm_hwm_mb(),
-    }))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "loads": len(info.loads_ids),
+                "row_counts": row_counts,
+                "dlt_version": dlt.__version__,
+                "inner_wall_s": round(time.perf_counter() - started, 3),
+                "vm_hwm_mb": vm_hwm_mb(),
+            }
+        )
+    )
     return 0
 
 

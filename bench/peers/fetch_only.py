@@ -30,8 +30,9 @@ def main() -> int:
     for entity in ("advertisers", "campaigns"):
         page = 1
         while True:
-            response = session.get(f"{args.base_url}/v2/{entity}", params={"page": page, "limit": args.page_size},
-                                   timeout=60)  # fmt: skip
+            response = session.get(
+                f"{args.base_url}/v2/{entity}", params={"page": page, "limit": args.page_size}, timeout=60
+            )
             response.raise_for_status()
             out["requests"] += 1
             records = response.json()[entity]

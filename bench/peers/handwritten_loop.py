@@ -62,17 +62,46 @@ ON CONFLICT (id) DO UPDATE SET hash_id = EXCLUDED.hash_id, advertiser_id = EXCLU
 
 
 def advertiser_params(a: dict) -> tuple:
-    return (str(a["id"]), a.get("_id"), a.get("hashId"), a.get("name"), a.get("company"), a.get("email"),
-            a.get("status"), a.get("currency"), a.get("tags") or [], a.get("created"), a.get("modified"))  # fmt: skip
+    return (
+        str(a["id"]),
+        a.get("_id"),
+        a.get("hashId"),
+        a.get("name"),
+        a.get("company"),
+        a.get("email"),
+        a.get("status"),
+        a.get("currency"),
+        a.get("tags") or [],
+        a.get("created"),
+        a.get("modified"),
+    )
 
 
 def offer_params(c: dict) -> tuple:
     first = (c.get("payouts") or [{}])[0]
-    return (str(c["id"]), c.get("hashId"), c.get("advertiserId"), c.get("title"), c.get("description"),
-            c.get("status"), c.get("visibility"), c.get("currency") or "USD", c.get("commModel"),
-            first.get("payout"), first.get("currency"), first.get("revenue"), Json(c.get("payouts") or []),
-            c.get("geo") or [], c.get("device") or [], c.get("os") or [], c.get("categories") or [],
-            c.get("url"), c.get("previewUrl"), c.get("created"), c.get("modified"))  # fmt: skip
+    return (
+        str(c["id"]),
+        c.get("hashId"),
+        c.get("advertiserId"),
+        c.get("title"),
+        c.get("description"),
+        c.get("status"),
+        c.get("visibility"),
+        c.get("currency") or "USD",
+        c.get("commModel"),
+        first.get("payout"),
+        first.get("currency"),
+        first.get("revenue"),
+        Json(c.get("payouts") or []),
+        c.get("geo") or [],
+        c.get("device") or [],
+        c.get("os") or [],
+        c.get("categories") or [],
+        c.get("url"),
+        c.get("previewUrl"),
+        c.get("created"),
+        c.get("modified"),
+    )
 
 
 def sync(base_url: str, api_key: str, db_url: str, page_size: int = 1000) -> dict:
@@ -83,8 +112,10 @@ def sync(base_url: str, api_key: str, db_url: str, page_size: int = 1000) -> dic
     cur.execute(SCHEMA)
     conn.commit()
     loaded = {"advertisers": 0, "campaigns": 0, "requests": 0}
-    for entity, upsert, params in (("advertisers", UPSERT_ADVERTISER, advertiser_params),
-                                   ("campaigns", UPSERT_OFFER, offer_params)):  # fmt: skip
+    for entity, upsert, params in (
+        ("advertisers", UPSERT_ADVERTISER, advertiser_params),
+        ("campaigns", UPSERT_OFFER, offer_params),
+    ):
         page = 1
         while True:
             response = session.get(f"{base_url}/v2/{entity}", params={"page": page, "limit": page_size}, timeout=60)

@@ -19,6 +19,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from include.offer_sync.constants import DAG_ID
 from include.offer_sync.errors import (
     ConfigurationError,
     DatabaseCanceledError,
@@ -34,7 +35,8 @@ from include.offer_sync.settings import DatabaseSettings
 log = logging.getLogger(__name__)
 
 SQL_DIR = Path(__file__).with_name("sql")
-APPLICATION_NAME = "trackier_offer_sync"
+#: pg_stat_activity.application_name of the sync's sessions.
+APPLICATION_NAME = DAG_ID
 
 # Per-session settings of every connection the sync opens: setting -> (environment variable, default).
 # None as default leaves the server's (role's, database's) own value alone.
@@ -84,8 +86,9 @@ def session_settings(environ: Mapping[str, str] | None = None) -> dict[str, str]
         pattern = _MEMORY if setting == "work_mem" else _DURATION
         if not pattern.fullmatch(value):
             example = "256MB" if setting == "work_mem" else "5min, 30s or 500ms (0 turns it off)"
-            raise ConfigurationError(f"{variable} must be a PostgreSQL {setting} value such as {example}, "
-                                     f"got {value!r}")  # fmt: skip
+            raise ConfigurationError(
+                f"{variable} must be a PostgreSQL {setting} value such as {example}, got {value!r}"
+            )
         values[setting] = value
     return values
 
@@ -194,23 +197,37 @@ def connect(settings: DatabaseSettings, *, autocommit: bool = False) -> Iterator
 
 # SQLSTATE -> condition name, for the ones the messages below name.
 _CONDITIONS = {
-    "40P01": "deadlock_detected", "40001": "serialization_failure", "55P03": "lock_not_available",
-    "57014": "query_canceled", "25P03": "idle_in_transaction_session_timeout", "53100": "disk_full",
-    "53200": "out_of_memory", "53400": "configuration_limit_exceeded", "57P01": "admin_shutdown",
-    "57P02": "crash_shutdown", "57P03": "cannot_connect_now", "57P04": "database_dropped",
-    "57P05": "idle_session_timeout", "53300": "too_many_connections",
-}  # fmt: skip
+    "40P01": "deadlock_detected",
+    "40001": "serialization_failure",
+    "55P03": "lock_not_available",
+    "57014": "query_canceled",
+    "25P03": "idle_in_transaction_session_timeout",
+    "53100": "disk_full",
+    "53200": "out_of_memory",
+    "53400": "configuration_limit_exceeded",
+    "57P01": "admin_shutdown",
+    "57P02": "crash_shutdown",
+    "57P03": "cannot_connect_now",
+    "57P04": "database_dropped",
+    "57P05": "idle_session_timeout",
+    "53300": "too_many_connections",
+}
 _ROLLED_BACK = "The transaction was rolled back; nothing of it was stored."
 # Timeouts: SQLSTATE -> (setting, what happened).
 _TIMEOUTS = {
-    "55P03": ("lock_timeout", "waited longer than lock_timeout for a lock another session held (another run "
-                              "merging holds the merge lock; a long transaction on brands or offers holds rows)"),
+    "55P03": (
+        "lock_timeout",
+        "waited longer than lock_timeout for a lock another session held (another run "
+        "merging holds the merge lock; a long transaction on brands or offers holds rows)",
+    ),
     "57014": ("statement_timeout", "cancelled a statement that ran longer than statement_timeout"),
-    "25P03": ("idle_in_transaction_session_timeout",
-              "ended this session because its transaction sat idle longer than idle_in_transaction_session_timeout: "
-              "the task process stalled (stopped, swapped out or cut off) in the middle of its work"),
+    "25P03": (
+        "idle_in_transaction_session_timeout",
+        "ended this session because its transaction sat idle longer than idle_in_transaction_session_timeout: "
+        "the task process stalled (stopped, swapped out or cut off) in the middle of its work",
+    ),
     "57P05": ("idle_session_timeout", "ended this session because it sat idle longer than idle_session_timeout"),
-}  # fmt: skip
+}
 
 
 def classify_error(

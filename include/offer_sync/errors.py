@@ -41,10 +41,6 @@ class TrackierResponseError(SyncError):
     """The API answered, but not with something we can use (bad JSON, success:false, bad shape)."""
 
 
-class PaginationError(SyncError):
-    """The pages do not add up: a cursor repeats, the page cap is hit, totals do not match."""
-
-
 #: SQLSTATEs that mean the session is gone or was never there: connection exceptions (class 08),
 #: admin_shutdown / crash_shutdown / cannot_connect_now (57P01-57P03, a terminated backend or a
 #: restarting server), database_dropped (57P04) and too_many_connections (53300, a refused connection).

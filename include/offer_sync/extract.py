@@ -16,19 +16,15 @@ from typing import Any
 
 import psycopg
 
-from include.offer_sync.client import Anomaly, Page, PageFailure, TrackierClient
+from include.offer_sync.constants import DEFAULT_FETCH_THREADS
 from include.offer_sync.db import connect, query
 from include.offer_sync.errors import SyncError
-from include.offer_sync.models import (
-    Advertiser,
-    Campaign,
-    advertiser_row,
-    campaign_row,
-    validate_page,
-)
-from include.offer_sync.runs import get_run, is_merged
+from include.offer_sync.load.runs import get_run, is_merged
+from include.offer_sync.load.staging import ShardWriter, StagingTables
 from include.offer_sync.settings import DatabaseSettings
-from include.offer_sync.staging import ShardWriter, StagingTables
+from include.offer_sync.trackier.http import TrackierClient
+from include.offer_sync.trackier.models import Advertiser, Campaign, advertiser_row, campaign_row, validate_page
+from include.offer_sync.trackier.pagination import Anomaly, Page, PageFailure
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +113,7 @@ def extract_shard(
     run_id: str,
     shard: dict[str, Any],
     *,
-    fetch_threads: int = 4,
+    fetch_threads: int = DEFAULT_FETCH_THREADS,
     try_number: int = 1,
 ) -> ShardSummary:
     """Fetch, validate and stage one shard; returns its summary.
@@ -134,18 +130,29 @@ def extract_shard(
     tables = StagingTables.for_run(run_id)
     model = Advertiser if entity == "advertisers" else Campaign
     to_row = advertiser_row if entity == "advertisers" else campaign_row
-    summary = ShardSummary(entity=entity, shard=index, label=shard["label"], expected_total=shard.get("expected_total"),
-                           probe_requests=(shard.get("probe") or {}).get("requests", 0),
-                           pagination=shard.get("pagination"))  # fmt: skip
+    summary = ShardSummary(
+        entity=entity,
+        shard=index,
+        label=shard["label"],
+        expected_total=shard.get("expected_total"),
+        probe_requests=(shard.get("probe") or {}).get("requests", 0),
+        pagination=shard.get("pagination"),
+    )
     page_errors: list[tuple[Any, ...]] = []
     limit = int(shard["limit"])
 
     if shard["style"] == "cursor":
         pages = client.iter_cursor(entity, limit=limit)
     else:
-        pages = client.iter_page_range(entity, shard["first"], shard["last"], limit=limit, threads=fetch_threads,
-                                       planned_last=shard.get("planned_last"),
-                                       first_page=shard.get("first_page"))  # fmt: skip
+        pages = client.iter_page_range(
+            entity,
+            shard["first"],
+            shard["last"],
+            limit=limit,
+            threads=fetch_threads,
+            planned_last=shard.get("planned_last"),
+            first_page=shard.get("first_page"),
+        )
     # The shard that reads to the end of the entity's list (a cursor stream or the open last range).
     tail = shard["last"] is None
     last_item: Page | PageFailure | Anomaly | None = None
@@ -189,10 +196,12 @@ def extract_shard(
                     summary.failed_records_estimate += limit
                     where = f"page {item.page}" + (" (cursor)" if item.token is not None else "")
                     summary.errors.append(f"{where}: {item.error}")
-                    page_errors.append((run_id, entity, index, item.page, item.token, "failed_page",
-                                        item.error, item.attempts))  # fmt: skip
-                    log.error("%s: %s failed for good after %d attempts: %s",
-                              shard["label"], where, item.attempts, item.error)  # fmt: skip
+                    page_errors.append(
+                        (run_id, entity, index, item.page, item.token, "failed_page", item.error, item.attempts)
+                    )
+                    log.error(
+                        "%s: %s failed for good after %d attempts: %s", shard["label"], where, item.attempts, item.error
+                    )
                 elif isinstance(item, Anomaly):
                     summary.anomalies += 1
                     summary.errors.append(f"{item.kind}: {item.detail}")
@@ -212,11 +221,17 @@ def extract_shard(
     summary.wall_s = time.perf_counter() - started
     summary.peak_rss_mb = peak_rss_mb()
     log.info(
-        "%s: %d pages, %d records (%d valid, %d rejected), %d failed pages, %d requests (%d retried) "
-        "in %.1fs",
-        shard["label"], summary.pages, summary.records, summary.valid, summary.rejected,
-        summary.failed_pages, summary.requests, summary.retries, summary.wall_s,
-    )  # fmt: skip
+        "%s: %d pages, %d records (%d valid, %d rejected), %d failed pages, %d requests (%d retried) in %.1fs",
+        shard["label"],
+        summary.pages,
+        summary.records,
+        summary.valid,
+        summary.rejected,
+        summary.failed_pages,
+        summary.requests,
+        summary.retries,
+        summary.wall_s,
+    )
     return summary
 
 
@@ -240,5 +255,10 @@ def _stage_page(page: Page, model: Any, to_row: Any, writer: ShardWriter, summar
     if rejects:
         log.warning(
             "%s page %s: %d of %d records rejected, e.g. %s: %s",
-            page.entity, page.page, len(rejects), len(page.records), rejects[0].record_key, rejects[0].reason,
-        )  # fmt: skip
+            page.entity,
+            page.page,
+            len(rejects),
+            len(page.records),
+            rejects[0].record_key,
+            rejects[0].reason,
+        )

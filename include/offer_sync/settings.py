@@ -10,29 +10,36 @@ a log line, an exception or an XCom.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
+from include.offer_sync.constants import (
+    DEFAULT_FETCH_THREADS,
+    DEFAULT_MAX_SHARDS,
+    DEFAULT_PAGE_SIZE,
+    DEFAULT_PAGES_PER_SHARD,
+    MAX_PAGE_SIZE,
+    OFFERS_DB_CONN_ID,
+    TRACKIER_CONN_ID,
+)
 from include.offer_sync.errors import ConfigurationError
 
-TRACKIER_CONN_ID = "trackier_api"
-OFFERS_DB_CONN_ID = "offers_db"
-WEBHOOK_CONN_ID = "offer_sync_webhook"
+__all__ = ["OFFERS_DB_CONN_ID", "TRACKIER_CONN_ID", "DatabaseSettings", "TrackierSettings"]
+
 
 PaginationStyle = Literal["auto", "page", "cursor"]
 
 
 @dataclass(frozen=True)
 class TrackierSettings:
-    """How to talk to Trackier. Defaults follow ``TRACKIER_API.md``; extras override them."""
+    """How to talk to Trackier. Defaults follow ``docs/trackier-api.md``; extras override them."""
 
     base_url: str
     api_key: SecretStr = field(repr=False)
-    page_size: int = 1000
+    page_size: int = DEFAULT_PAGE_SIZE
     pagination: PaginationStyle = "auto"
     requests_per_second: float = 5.0  # for the whole sweep; 0 disables the client-side limiter
     connect_timeout_s: float = 5.0
@@ -42,9 +49,9 @@ class TrackierSettings:
     backoff_max_s: float = 30.0
     max_retry_after_s: float = 120.0
     max_pages: int = 100_000
-    pages_per_shard: int = 50
-    max_shards: int = 8
-    fetch_threads: int = 2
+    pages_per_shard: int = DEFAULT_PAGES_PER_SHARD
+    max_shards: int = DEFAULT_MAX_SHARDS
+    fetch_threads: int = DEFAULT_FETCH_THREADS
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):
@@ -56,12 +63,10 @@ class TrackierSettings:
                 "trackier_api: no API key. Put the network (admin) API key from Trackier's panel "
                 "(Automation -> API) in the connection's password field."
             )
-        if not 1 <= self.page_size <= 1000:
-            raise ConfigurationError(f"trackier_api: page_size must be 1..1000, got {self.page_size}")
+        if not 1 <= self.page_size <= MAX_PAGE_SIZE:
+            raise ConfigurationError(f"trackier_api: page_size must be 1..{MAX_PAGE_SIZE}, got {self.page_size}")
         if self.pagination not in ("auto", "page", "cursor"):
-            raise ConfigurationError(
-                f"trackier_api: pagination must be auto, page or cursor, got {self.pagination!r}"
-            )
+            raise ConfigurationError(f"trackier_api: pagination must be auto, page or cursor, got {self.pagination!r}")
 
     def with_overrides(self, **overrides: Any) -> TrackierSettings:
         """Apply run-time ``Param`` overrides (``None`` means keep the connection's value)."""
@@ -75,9 +80,7 @@ class TrackierSettings:
         known = {f for f in cls.__dataclass_fields__ if f not in ("base_url", "api_key")}
         unknown = set(extra) - known
         if unknown:
-            raise ConfigurationError(
-                f"trackier_api: unknown extra field(s) {sorted(unknown)}; known: {sorted(known)}"
-            )
+            raise ConfigurationError(f"trackier_api: unknown extra field(s) {sorted(unknown)}; known: {sorted(known)}")
         typed: dict[str, Any] = {}
         for key, value in extra.items():
             kind = type(getattr(cls, key, None)) if hasattr(cls, key) else str
@@ -182,11 +185,6 @@ class DatabaseSettings:
                 f"connection {conn_id!r} is not defined; set AIRFLOW_CONN_{conn_id.upper()}"
             ) from exc
         return cls.from_connection(conn)
-
-    @classmethod
-    def from_env(cls) -> DatabaseSettings | None:
-        url = os.environ.get("OFFER_SYNC_DB_URL")
-        return cls(conninfo=url) if url else None
 
 
 def _postgres_hook_connect_args(conn: Any) -> dict[str, Any]:

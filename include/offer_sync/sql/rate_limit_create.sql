@@ -1,4 +1,4 @@
--- The shared state of the sweep-wide request rate limit (include/offer_sync/ratelimit.py): one row
+-- The shared state of the sweep-wide request rate limit (include/offer_sync/trackier/ratelimit.py): one row
 -- per sweep holding the time of its next free request slot. It lives in the offers database because
 -- that is the one thing every task process shares, on any worker host, under any executor.
 -- Created by the first limited sweep, not with the catalogue schema: a sync with the limiter off

@@ -171,7 +171,7 @@ CREATE TABLE IF NOT EXISTS sync_page_errors (
 );
 CREATE INDEX IF NOT EXISTS sync_page_errors_run_idx ON sync_page_errors (run_id);
 
--- Alerts raised by the DAG's callbacks and deadline alerts (see include/offer_sync/alerts.py).
+-- Alerts raised by the DAG's callbacks and deadline alerts (see include/offer_sync/alerts/).
 CREATE TABLE IF NOT EXISTS sync_alerts (
     id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     run_id       text,

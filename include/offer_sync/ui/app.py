@@ -57,8 +57,14 @@ log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
 _JS = "text/javascript; charset=utf-8"
-STATIC_FILES = {"page.css": "text/css; charset=utf-8", "theme.js": _JS, "common.js": _JS, "page.js": _JS,
-                "chart.js": _JS, "views.js": _JS}  # fmt: skip
+STATIC_FILES = {
+    "page.css": "text/css; charset=utf-8",
+    "theme.js": _JS,
+    "common.js": _JS,
+    "page.js": _JS,
+    "chart.js": _JS,
+    "views.js": _JS,
+}
 NO_STORE = {"Cache-Control": "no-store"}
 RunId = Annotated[str, Query(min_length=1, max_length=250, description="the Airflow run id")]
 After = Annotated[int, Query(ge=0, description="keyset cursor: the `next` of the previous page")]
@@ -120,9 +126,14 @@ def _can(user: Any, method: str) -> bool:
     from airflow.api_fastapi.app import get_auth_manager
     from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
 
-    return bool(get_auth_manager().is_authorized_dag(
-        method=method, access_entity=DagAccessEntity.RUN, details=DagDetails(id=DAG_ID), user=user,  # type: ignore[arg-type]
-    ))  # fmt: skip
+    return bool(
+        get_auth_manager().is_authorized_dag(
+            method=method,
+            access_entity=DagAccessEntity.RUN,
+            details=DagDetails(id=DAG_ID),
+            user=user,  # type: ignore[arg-type]
+        )
+    )
 
 
 def create_app() -> FastAPI:
@@ -139,23 +150,28 @@ def create_app() -> FastAPI:
         if user is None:
             from airflow.api_fastapi.app import get_auth_manager
 
-            return RedirectResponse(get_auth_manager().get_url_login(next_url=str(request.url)),
-                                    status_code=status.HTTP_303_SEE_OTHER)  # fmt: skip
+            return RedirectResponse(
+                get_auth_manager().get_url_login(next_url=str(request.url)), status_code=status.HTTP_303_SEE_OTHER
+            )
         if not _can(user, "GET"):
             html = _templates.get_template("forbidden.html").render(user=user.get_name(), base=base)
             return HTMLResponse(html, status_code=status.HTTP_403_FORBIDDEN, headers=NO_STORE)
         html = _templates.get_template("page.html").render(
-            base=base, airflow_root=airflow_root, dag_id=DAG_ID, user=user.get_name(),
+            base=base,
+            airflow_root=airflow_root,
+            dag_id=DAG_ID,
+            user=user.get_name(),
             can_trigger=_can(user, "POST"),
-        )  # fmt: skip
+        )
         return HTMLResponse(html, headers=NO_STORE)
 
     @app.get("/static/{name}", include_in_schema=False, dependencies=[Depends(requires_authenticated())])
     def static(name: str) -> Response:
         if name not in STATIC_FILES:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "not found")
-        return Response((HERE / "static" / name).read_bytes(), media_type=STATIC_FILES[name],
-                        headers={"Cache-Control": "no-cache"})  # fmt: skip
+        return Response(
+            (HERE / "static" / name).read_bytes(), media_type=STATIC_FILES[name], headers={"Cache-Control": "no-cache"}
+        )
 
     @app.get("/api/status", dependencies=[can_read])
     def api_status(user: GetUserDep, session: SessionDep) -> JSONResponse:
@@ -163,8 +179,7 @@ def create_app() -> FastAPI:
         data["user"] = {"name": user.get_name(), "can_trigger": _can(user, "POST")}
         return JSONResponse(data, headers=NO_STORE)
 
-    @app.post("/api/sync", status_code=status.HTTP_201_CREATED,
-              dependencies=[can_trigger, Depends(_require_json)])  # fmt: skip
+    @app.post("/api/sync", status_code=status.HTTP_201_CREATED, dependencies=[can_trigger, Depends(_require_json)])
     def api_sync(body: SyncRequest, user: GetUserDep, session: SessionDep) -> JSONResponse:
         from airflow.api.common.trigger_dag import trigger_dag
         from airflow.models.dag import DagModel
@@ -180,13 +195,19 @@ def create_app() -> FastAPI:
         )
         if active is not None:
             raise HTTPException(status.HTTP_409_CONFLICT, f"a sync is already queued or running: {active}")
-        run = trigger_dag(DAG_ID, triggered_by=DagRunTriggeredByType.UI,
-                          triggering_user_name=user.get_name(), conf={"dry_run": body.dry_run})  # fmt: skip
+        run = trigger_dag(
+            DAG_ID,
+            triggered_by=DagRunTriggeredByType.UI,
+            triggering_user_name=user.get_name(),
+            conf={"dry_run": body.dry_run},
+        )
         if run is None:
             raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, "Airflow did not create the run")
         log.info("Offer Sync page: %s triggered %s (dry_run=%s)", user.get_name(), run.run_id, body.dry_run)
-        return JSONResponse({"run_id": run.run_id, "state": str(run.state), "is_paused": bool(dag.is_paused)},
-                            status_code=status.HTTP_201_CREATED)  # fmt: skip
+        return JSONResponse(
+            {"run_id": run.run_id, "state": str(run.state), "is_paused": bool(dag.is_paused)},
+            status_code=status.HTTP_201_CREATED,
+        )
 
     # --- History, Run detail, Offer lookup: read-only, the same permission as the status ---------
 
@@ -244,10 +265,15 @@ def create_app() -> FastAPI:
             with stack:  # the connection lives as long as the download
                 yield from explore.iter_rejects_csv(conn, run_id, reason, first=first)
 
-        return StreamingResponse(body(), media_type="text/csv; charset=utf-8", headers={
-            **NO_STORE, "Content-Disposition": f'attachment; filename="{_filename(run_id)}"',
-            "X-Content-Type-Options": "nosniff",
-        })  # fmt: skip
+        return StreamingResponse(
+            body(),
+            media_type="text/csv; charset=utf-8",
+            headers={
+                **NO_STORE,
+                "Content-Disposition": f'attachment; filename="{_filename(run_id)}"',
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
 
     @app.get("/api/run/changes", dependencies=[can_read])
     def api_run_changes(

@@ -29,13 +29,13 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from include.offer_sync.constants import DAG_ID, EXTRACT_TASKS, PLAN_TASKS
 from include.offer_sync.db import load_sql
+from include.offer_sync.load.staging import StagingTables
 from include.offer_sync.settings import OFFERS_DB_CONN_ID, DatabaseSettings
-from include.offer_sync.staging import StagingTables
 
 log = logging.getLogger(__name__)
 
-DAG_ID = "trackier_offer_sync"
 RUN_LIMIT = 15
 REJECT_LIMIT = 25
 ALERT_LIMIT = 15
@@ -46,14 +46,12 @@ STATEMENT_TIMEOUT_MS = 5000
 #: The DAG's steps in order, as the page shows them: (key, title, task ids).
 STEPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("start", "Start", ("start_sync",)),
-    ("plan", "Plan", ("plan_advertisers", "plan_campaigns")),
-    ("extract", "Fetch & stage", ("extract_advertisers", "extract_campaigns")),
+    ("plan", "Plan", tuple(PLAN_TASKS)),
+    ("extract", "Fetch & stage", tuple(EXTRACT_TASKS)),
     ("check", "Check", ("check_sweep",)),
     ("merge", "Merge", ("merge_catalogue",)),
     ("publish", "Publish", ("publish_result", "emit_offers_event")),
 )
-PLAN_TASKS = {"plan_advertisers": "advertisers", "plan_campaigns": "campaigns"}
-EXTRACT_TASKS = {"extract_advertisers": "advertisers", "extract_campaigns": "campaigns"}
 DONE_STATES = frozenset({"success", "skipped"})
 FAILED_STATES = frozenset({"failed", "upstream_failed"})
 ACTIVE_STATES = frozenset({"running", "deferred", "up_for_retry", "up_for_reschedule", "restarting"})
@@ -87,9 +85,7 @@ def offers_db_settings(conn_id: str = OFFERS_DB_CONN_ID) -> DatabaseSettings:
     try:
         conn = Connection.get_connection_from_secrets(conn_id)
     except Exception as exc:  # AirflowNotFoundException, or a secrets backend's own error
-        raise OffersDbError(
-            f"the {conn_id} connection is not defined (set AIRFLOW_CONN_{conn_id.upper()})"
-        ) from exc
+        raise OffersDbError(f"the {conn_id} connection is not defined (set AIRFLOW_CONN_{conn_id.upper()})") from exc
     settings = DatabaseSettings.from_connection(conn)
     with _settings_lock:
         _settings_cache[conn_id] = (now, settings)
@@ -138,21 +134,25 @@ def read_offers_db(settings: DatabaseSettings, run_key: str | None = None) -> di
     Raises ``OffersDbError`` with a message fit for the page when the database cannot be read.
     """
     with offers_connection(settings) as conn:
-        present = {r["name"] for r in _rows(conn, "ui_tables_exist",
-                                            {"names": ["sync_runs", "sync_rejects", "sync_alerts"]})
-                   if r["present"]}  # fmt: skip
+        present = {
+            r["name"]
+            for r in _rows(conn, "ui_tables_exist", {"names": ["sync_runs", "sync_rejects", "sync_alerts"]})
+            if r["present"]
+        }
         result: dict[str, Any] = {
             "schema_ready": "sync_runs" in present,
             "runs": _rows(conn, "ui_runs", {"limit": RUN_LIMIT}) if "sync_runs" in present else [],
             "rejects": _rows(conn, "ui_rejects", {"limit": REJECT_LIMIT, "raw_chars": RAW_CHARS})
-            if "sync_rejects" in present else [],
+            if "sync_rejects" in present
+            else [],
             "alerts": _rows(conn, "ui_alerts", {"limit": ALERT_LIMIT}) if "sync_alerts" in present else [],
             "copy_progress": [],
-        }  # fmt: skip
+        }
         if run_key:
             tables = StagingTables(run_key)
-            result["copy_progress"] = _rows(conn, "ui_copy_progress",
-                                            {"tables": [tables.advertisers, tables.campaigns]})  # fmt: skip
+            result["copy_progress"] = _rows(
+                conn, "ui_copy_progress", {"tables": [tables.advertisers, tables.campaigns]}
+            )
         return result
 
 
@@ -179,18 +179,33 @@ def read_airflow(session: Any, dag_id: str = DAG_ID) -> dict[str, Any]:
 
     dag = session.scalar(select(DagModel).where(DagModel.dag_id == dag_id))
     runs = session.execute(
-        select(DagRun.run_id, DagRun.state, DagRun.run_type, DagRun.triggering_user_name, DagRun.conf,
-               DagRun.queued_at, DagRun.start_date, DagRun.end_date)
+        select(
+            DagRun.run_id,
+            DagRun.state,
+            DagRun.run_type,
+            DagRun.triggering_user_name,
+            DagRun.conf,
+            DagRun.queued_at,
+            DagRun.start_date,
+            DagRun.end_date,
+        )
         .where(DagRun.dag_id == dag_id)
         .order_by(DagRun.run_after.desc(), DagRun.id.desc())
         .limit(RUN_LIMIT * 2)
-    ).all()  # fmt: skip
+    ).all()
     recent = [
-        {"run_id": r.run_id, "state": str(r.state) if r.state else None, "run_type": str(r.run_type),
-         "triggered_by": r.triggering_user_name, "conf": r.conf or {}, "queued_at": r.queued_at,
-         "start_date": r.start_date, "end_date": r.end_date}
+        {
+            "run_id": r.run_id,
+            "state": str(r.state) if r.state else None,
+            "run_type": str(r.run_type),
+            "triggered_by": r.triggering_user_name,
+            "conf": r.conf or {},
+            "queued_at": r.queued_at,
+            "start_date": r.start_date,
+            "end_date": r.end_date,
+        }
         for r in runs
-    ]  # fmt: skip
+    ]
     active = [r for r in recent if r["state"] in ("queued", "running")]
     running = next((r for r in reversed(active) if r["state"] == "running"), None)
     current = running or (active[-1] if active else None)
@@ -198,24 +213,29 @@ def read_airflow(session: Any, dag_id: str = DAG_ID) -> dict[str, Any]:
     xcoms: list[dict[str, Any]] = []
     if current is not None:
         tis = [
-            {"task_id": t.task_id, "map_index": t.map_index, "state": str(t.state) if t.state else None,
-             "label": t._rendered_map_index}
+            {
+                "task_id": t.task_id,
+                "map_index": t.map_index,
+                "state": str(t.state) if t.state else None,
+                "label": t._rendered_map_index,
+            }
             for t in session.execute(
-                select(TaskInstance.task_id, TaskInstance.map_index, TaskInstance.state,
-                       TaskInstance._rendered_map_index)
-                .where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == current["run_id"])
+                select(
+                    TaskInstance.task_id, TaskInstance.map_index, TaskInstance.state, TaskInstance._rendered_map_index
+                ).where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == current["run_id"])
             ).all()
-        ]  # fmt: skip
+        ]
         xcoms = [
             {"task_id": x.task_id, "map_index": x.map_index, "value": _xcom_value(x.value)}
             for x in session.execute(
                 select(XComModel.task_id, XComModel.map_index, XComModel.value).where(
-                    XComModel.dag_id == dag_id, XComModel.run_id == current["run_id"],
+                    XComModel.dag_id == dag_id,
+                    XComModel.run_id == current["run_id"],
                     XComModel.key == "return_value",
                     XComModel.task_id.in_([*PLAN_TASKS, *EXTRACT_TASKS]),
                 )
             ).all()
-        ]  # fmt: skip
+        ]
     return {
         "dag_found": dag is not None,
         "is_paused": bool(dag.is_paused) if dag is not None else None,
@@ -259,8 +279,12 @@ def _expected(plans: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, int
             pages = max(1, math.ceil(int(total) / int(limit)))
         else:
             pages = None
-        out[entity] = {"records": int(total) if total is not None else None, "pages": pages,
-                       "limit": int(limit) if limit else None, "shards": len(shards)}  # fmt: skip
+        out[entity] = {
+            "records": int(total) if total is not None else None,
+            "pages": pages,
+            "limit": int(limit) if limit else None,
+            "shards": len(shards),
+        }
     return out
 
 
@@ -280,11 +304,15 @@ def build_progress(
         "running": sum(1 for s in states if s in ACTIVE_STATES),
     }
     steps = [
-        {"key": key, "title": title, "state": _step_state([t.get("state") for t in tis if t["task_id"] in ids]),
-         "done": sum(1 for t in tis if t["task_id"] in ids and t.get("state") in DONE_STATES),
-         "total": sum(1 for t in tis if t["task_id"] in ids)}
+        {
+            "key": key,
+            "title": title,
+            "state": _step_state([t.get("state") for t in tis if t["task_id"] in ids]),
+            "done": sum(1 for t in tis if t["task_id"] in ids and t.get("state") in DONE_STATES),
+            "total": sum(1 for t in tis if t["task_id"] in ids),
+        }
         for key, title, ids in STEPS
-    ]  # fmt: skip
+    ]
 
     plans: dict[str, list[dict[str, Any]]] = {}
     summaries: dict[tuple[str, int], dict[str, Any]] = {}
@@ -303,10 +331,13 @@ def build_progress(
             entity = "advertisers" if row["table_name"] == tables.advertisers else "campaigns"
             in_flight[entity] += int(row.get("tuples_processed") or 0)
 
-    extract_tis = sorted((t for t in tis if t["task_id"] in EXTRACT_TASKS),
-                         key=lambda t: (t["task_id"], t["map_index"]))  # fmt: skip
-    running_per_entity = {e: sum(1 for t in extract_tis if EXTRACT_TASKS[t["task_id"]] == e
-                                 and t.get("state") in ACTIVE_STATES) for e in in_flight}  # fmt: skip
+    extract_tis = sorted(
+        (t for t in tis if t["task_id"] in EXTRACT_TASKS), key=lambda t: (t["task_id"], t["map_index"])
+    )
+    running_per_entity = {
+        e: sum(1 for t in extract_tis if EXTRACT_TASKS[t["task_id"]] == e and t.get("state") in ACTIVE_STATES)
+        for e in in_flight
+    }
     shards = []
     for t in extract_tis:
         index = int(t["map_index"])
@@ -315,18 +346,24 @@ def build_progress(
         planned = plans.get(entity) or []
         plan_label = planned[index].get("label") if 0 <= index < len(planned) else None
         # The rows in flight can be pinned on a shard only when it is its entity's one running shard.
-        live = (not summary and t.get("state") in ACTIVE_STATES and running_per_entity[entity] == 1
-                and in_flight[entity] > 0)  # fmt: skip
-        shards.append({
-            "entity": entity,
-            "label": t.get("label") or summary.get("label") or plan_label or f"{entity} #{index}",
-            "state": t.get("state") or "pending",
-            "pages": summary.get("pages"),
-            "records": in_flight[entity] if live else summary.get("records"),
-            "records_live": live,
-            "rejected": summary.get("rejected"),
-            "failed_pages": summary.get("failed_pages"),
-        })  # fmt: skip
+        live = (
+            not summary
+            and t.get("state") in ACTIVE_STATES
+            and running_per_entity[entity] == 1
+            and in_flight[entity] > 0
+        )
+        shards.append(
+            {
+                "entity": entity,
+                "label": t.get("label") or summary.get("label") or plan_label or f"{entity} #{index}",
+                "state": t.get("state") or "pending",
+                "pages": summary.get("pages"),
+                "records": in_flight[entity] if live else summary.get("records"),
+                "records_live": live,
+                "rejected": summary.get("rejected"),
+                "failed_pages": summary.get("failed_pages"),
+            }
+        )
 
     entities = {}
     for entity in ("advertisers", "campaigns"):
@@ -359,8 +396,15 @@ def build_progress(
         totals["percent"] = min(100.0, round(100.0 * totals["records_staged"] / totals["records_expected"], 1))
     else:
         totals["percent"] = None
-    return {"run_id": run["run_id"], "run_key": tables.run_key, "tasks": tasks, "steps": steps,
-            "shards": shards, "entities": entities, "totals": totals}  # fmt: skip
+    return {
+        "run_id": run["run_id"],
+        "run_key": tables.run_key,
+        "tasks": tasks,
+        "steps": steps,
+        "shards": shards,
+        "entities": entities,
+        "totals": totals,
+    }
 
 
 # --- the whole page --------------------------------------------------------------------------
@@ -395,27 +439,40 @@ def snapshot(session: Any, settings_loader: Any = offers_db_settings, dag_id: st
     runs = []
     for row in offers["runs"]:
         dag_run = by_run.get(row["run_id"], {})
-        runs.append({**row, "triggered_by": dag_run.get("triggered_by"), "run_type": dag_run.get("run_type"),
-                     "airflow_state": dag_run.get("state")})  # fmt: skip
+        runs.append(
+            {
+                **row,
+                "triggered_by": dag_run.get("triggered_by"),
+                "run_type": dag_run.get("run_type"),
+                "airflow_state": dag_run.get("state"),
+            }
+        )
 
     active = None
     if current is not None:
         active = {
-            "run_id": current["run_id"], "state": current["state"], "run_type": current["run_type"],
-            "triggered_by": current["triggered_by"], "queued_at": current["queued_at"],
-            "start_date": current["start_date"], "dry_run": bool((current["conf"] or {}).get("dry_run")),
+            "run_id": current["run_id"],
+            "state": current["state"],
+            "run_type": current["run_type"],
+            "triggered_by": current["triggered_by"],
+            "queued_at": current["queued_at"],
+            "start_date": current["start_date"],
+            "dry_run": bool((current["conf"] or {}).get("dry_run")),
             "queued_behind": airflow["queued_count"] - (1 if current["state"] == "queued" else 0),
-        }  # fmt: skip
+        }
         if current["state"] == "running":
-            active["progress"] = build_progress(current, airflow["task_instances"], airflow["xcoms"],
-                                                offers["copy_progress"])  # fmt: skip
-    return jsonable({
-        "dag_id": dag_id,
-        "dag_found": airflow["dag_found"],
-        "is_paused": airflow["is_paused"],
-        "active": active,
-        "runs": runs,
-        "rejects": offers["rejects"],
-        "alerts": offers["alerts"],
-        "offers_db": {"ok": offers_error is None, "error": offers_error, "schema_ready": offers["schema_ready"]},
-    })  # fmt: skip
+            active["progress"] = build_progress(
+                current, airflow["task_instances"], airflow["xcoms"], offers["copy_progress"]
+            )
+    return jsonable(
+        {
+            "dag_id": dag_id,
+            "dag_found": airflow["dag_found"],
+            "is_paused": airflow["is_paused"],
+            "active": active,
+            "runs": runs,
+            "rejects": offers["rejects"],
+            "alerts": offers["alerts"],
+            "offers_db": {"ok": offers_error is None, "error": offers_error, "schema_ready": offers["schema_ready"]},
+        }
+    )

@@ -164,7 +164,7 @@ def chart_thresholds(environ: Mapping[str, str] | None = None) -> ChartThreshold
     checks (the bundled compose file passes them to every component); a per-run override in the
     run's conf (``alert_thresholds``) applies to that run's alerts only and is not drawn.
     """
-    from include.offer_sync.alerts import Thresholds
+    from include.offer_sync.alerts.rules import Thresholds
     from include.offer_sync.errors import ConfigurationError
 
     try:
@@ -213,8 +213,14 @@ def _shards(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
         if not isinstance(task, Mapping) or task.get("task") in _NOT_SHARDS:
             continue
         label = str(task.get("task") or "")
-        out.append({"label": label, "entity": label.split(":", 1)[0] if ":" in label else None,
-                    "wall_s": task.get("wall_s"), "peak_rss_mb": task.get("peak_rss_mb")})  # fmt: skip
+        out.append(
+            {
+                "label": label,
+                "entity": label.split(":", 1)[0] if ":" in label else None,
+                "wall_s": task.get("wall_s"),
+                "peak_rss_mb": task.get("peak_rss_mb"),
+            }
+        )
     return out
 
 
@@ -236,9 +242,11 @@ def run_detail(conn: psycopg.Connection[Any], run_id: str) -> RunDetail | None:
         return None
     run = rows[0]
     metrics = run.get("metrics") or {}
-    page_errors = (_rows(conn, "ui_run_page_errors", {"run_id": run_id, "limit": PAGE_ERRORS_LIMIT,
-                                                      "text_chars": ERROR_CHARS})
-                   if "sync_page_errors" in present else [])  # fmt: skip
+    page_errors = (
+        _rows(conn, "ui_run_page_errors", {"run_id": run_id, "limit": PAGE_ERRORS_LIMIT, "text_chars": ERROR_CHARS})
+        if "sync_page_errors" in present
+        else []
+    )
     total = int(page_errors[0]["total"]) if page_errors else 0
     for row in page_errors:
         row.pop("total", None)
@@ -249,11 +257,13 @@ def run_detail(conn: psycopg.Connection[Any], run_id: str) -> RunDetail | None:
         "page_errors": page_errors,
         "page_errors_total": total,
         "alerts": _rows(conn, "ui_run_alerts", {"run_id": run_id, "limit": RUN_ALERTS_LIMIT})
-        if "sync_alerts" in present else [],
+        if "sync_alerts" in present
+        else [],
         "reject_reasons": _rows(conn, "ui_run_reject_reasons", {"run_id": run_id, "limit": REASON_GROUPS_LIMIT})  # type: ignore[typeddict-item]
-        if "sync_rejects" in present else [],
+        if "sync_rejects" in present
+        else [],
         "airflow": None,
-    }  # fmt: skip
+    }
 
 
 def airflow_run_info(session: Any, run_id: str, dag_id: str = DAG_ID) -> dict[str, Any] | None:
@@ -262,27 +272,43 @@ def airflow_run_info(session: Any, run_id: str, dag_id: str = DAG_ID) -> dict[st
     from sqlalchemy import select
 
     row = session.execute(
-        select(DagRun.state, DagRun.run_type, DagRun.triggering_user_name)
-        .where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)
-    ).first()  # fmt: skip
+        select(DagRun.state, DagRun.run_type, DagRun.triggering_user_name).where(
+            DagRun.dag_id == dag_id, DagRun.run_id == run_id
+        )
+    ).first()
     if row is None:
         return None
-    return {"state": str(row.state) if row.state else None, "run_type": str(row.run_type),
-            "triggered_by": row.triggering_user_name}  # fmt: skip
+    return {
+        "state": str(row.state) if row.state else None,
+        "run_type": str(row.run_type),
+        "triggered_by": row.triggering_user_name,
+    }
 
 
 def run_rejects(
-    conn: psycopg.Connection[Any], run_id: str, *, reason: str | None = None, after: int = 0,
-    limit: int = PAGE_DEFAULT, raw_chars: int | None = RAW_CHARS,
-) -> Page:  # fmt: skip
+    conn: psycopg.Connection[Any],
+    run_id: str,
+    *,
+    reason: str | None = None,
+    after: int = 0,
+    limit: int = PAGE_DEFAULT,
+    raw_chars: int | None = RAW_CHARS,
+) -> Page:
     """One page of the run's rejects (id > ``after``), those whose reason contains ``reason``."""
     limit = clamp_limit(limit)
     if "sync_rejects" not in tables_present(conn, ["sync_rejects"]):
         return {"items": [], "next": None, "limit": limit}
-    rows = _rows(conn, "ui_run_rejects", {
-        "run_id": run_id, "after": max(0, int(after)), "limit": limit + 1, "raw_chars": raw_chars,
-        "pattern": like_pattern(reason) if reason else None,
-    })  # fmt: skip
+    rows = _rows(
+        conn,
+        "ui_run_rejects",
+        {
+            "run_id": run_id,
+            "after": max(0, int(after)),
+            "limit": limit + 1,
+            "raw_chars": raw_chars,
+            "pattern": like_pattern(reason) if reason else None,
+        },
+    )
     return _page(rows, limit)
 
 
@@ -295,8 +321,9 @@ def run_changes(
     limit = clamp_limit(limit)
     if "offer_audit" not in tables_present(conn, ["offer_audit"]):
         return {"items": [], "next": None, "limit": limit}
-    rows = _rows(conn, "ui_run_changes", {"run_id": run_id, "action": action, "after": max(0, int(after)),
-                                          "limit": limit + 1})  # fmt: skip
+    rows = _rows(
+        conn, "ui_run_changes", {"run_id": run_id, "action": action, "after": max(0, int(after)), "limit": limit + 1}
+    )
     return _page(rows, limit)
 
 
@@ -327,9 +354,12 @@ def csv_lines(rows: list[dict[str, Any]], run_id: str, header: bool) -> str:
 
 
 def iter_rejects_csv(
-    conn: psycopg.Connection[Any], run_id: str, reason: str | None = None, batch: int = CSV_BATCH,
+    conn: psycopg.Connection[Any],
+    run_id: str,
+    reason: str | None = None,
+    batch: int = CSV_BATCH,
     first: Page | None = None,
-) -> Iterator[str]:  # fmt: skip
+) -> Iterator[str]:
     """The run's rejects as CSV chunks, one keyset batch at a time (raw records whole).
 
     ``first`` is a batch the caller already read (to answer errors before the response starts).
@@ -350,20 +380,25 @@ def search_offers(conn: psycopg.Connection[Any], q: str, limit: int = SEARCH_LIM
     text = q.strip()
     if not text or "offers" not in tables_present(conn, ["offers"]):
         return []
-    return _rows(conn, "ui_offer_search", {"q": text, "pattern": like_pattern(text),
-                                           "limit": clamp_limit(limit, SEARCH_LIMIT, PAGE_MAX)})  # fmt: skip
+    return _rows(
+        conn,
+        "ui_offer_search",
+        {"q": text, "pattern": like_pattern(text), "limit": clamp_limit(limit, SEARCH_LIMIT, PAGE_MAX)},
+    )
 
 
-def offer_audit(conn: psycopg.Connection[Any], offer_id: int, *, before: int | None = None,
-                limit: int = PAGE_DEFAULT) -> Page:  # fmt: skip
+def offer_audit(
+    conn: psycopg.Connection[Any], offer_id: int, *, before: int | None = None, limit: int = PAGE_DEFAULT
+) -> Page:
     """One page of an offer's audit trail, newest first (ids below ``before``)."""
     limit = clamp_limit(limit)
     rows = _rows(conn, "ui_offer_audit", {"offer_id": offer_id, "before": before, "limit": limit + 1})
     return _page(rows, limit)
 
 
-def offer_lookup(conn: psycopg.Connection[Any], trackier_id: str, *, before: int | None = None,
-                 limit: int = PAGE_DEFAULT) -> OfferLookup | None:  # fmt: skip
+def offer_lookup(
+    conn: psycopg.Connection[Any], trackier_id: str, *, before: int | None = None, limit: int = PAGE_DEFAULT
+) -> OfferLookup | None:
     """The offer's current row (and the run that deactivated it) plus a page of its audit trail."""
     if not {"offers", "offer_audit", "sync_runs"} <= tables_present(conn, ["offers", "offer_audit", "sync_runs"]):
         return None

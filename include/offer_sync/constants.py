@@ -1,0 +1,57 @@
+"""Every name and default that more than one file needs, defined once.
+
+Standard library only and no I/O: the DAG file imports it while it is parsed. Environment variables
+are read where they apply (the DAG file, ``alerts.rules.Thresholds.from_env``, ``db``); their names
+and defaults live here, so a default cannot drift between the Trigger form, the alert rules, the
+in-process runner and the functions that do the work.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+# --- the DAG and its tasks ----------------------------------------------------------------------
+DAG_ID = "trackier_offer_sync"
+#: The Asset the DAG updates after a real (not dry) run; ``offers_consumer_example`` is scheduled on it.
+OFFERS_ASSET_NAME = "offers"
+OFFERS_ASSET_URI = "trackier-offer-sync://offers"
+DAGRUN_TIMEOUT = timedelta(hours=2)
+#: The mapped tasks per entity (the page reads their progress by these ids).
+PLAN_TASKS = {"plan_advertisers": "advertisers", "plan_campaigns": "campaigns"}
+EXTRACT_TASKS = {"extract_advertisers": "advertisers", "extract_campaigns": "campaigns"}
+
+# --- connections and the pool -------------------------------------------------------------------
+TRACKIER_CONN_ID = "trackier_api"
+OFFERS_DB_CONN_ID = "offers_db"
+WEBHOOK_CONN_ID = "offer_sync_webhook"
+#: The Airflow pool that caps concurrent API tasks (compose sets ``trackier_api``).
+API_POOL_ENV, DEFAULT_API_POOL = "OFFER_SYNC_API_POOL", "default_pool"
+#: Extract tasks of one entity that may run at once in one DAG run (``max_active_tis_per_dagrun``);
+#: the request rate is one budget for the whole sweep whatever this is (``trackier/ratelimit.py``).
+API_TASKS_PER_ENTITY = 4
+
+# --- Params (the Trigger form) and the API connection's extras -----------------------------------
+MAX_ERROR_RATE_ENV, DEFAULT_MAX_ERROR_RATE = "OFFER_SYNC_MAX_ERROR_RATE", 0.05
+DEFAULT_MAX_DEACTIVATE_RATE = 0.2
+DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 1000, 1000
+DEFAULT_PAGES_PER_SHARD, MAX_PAGES_PER_SHARD = 50, 10_000
+DEFAULT_MAX_SHARDS, MAX_MAX_SHARDS = 8, 64
+#: Pages one extract task fetches at once (numbered pages only; a cursor stream is sequential).
+DEFAULT_FETCH_THREADS = 2
+
+# --- retries ------------------------------------------------------------------------------------
+TASK_RETRIES_ENV, DEFAULT_TASK_RETRIES = "OFFER_SYNC_TASK_RETRIES", 3
+RETRY_DELAY_ENV, DEFAULT_RETRY_DELAY_S = "OFFER_SYNC_RETRY_DELAY_S", 30.0
+MAX_RETRY_DELAY = timedelta(minutes=5)
+
+# --- alert thresholds (alerts.rules.Thresholds) -------------------------------------------------
+DEFAULT_MAX_DURATION_S = 600.0
+DEFAULT_MAX_TASK_RSS_MB = 1024.0
+DEADLINE_MINUTES_ENV, DEFAULT_DEADLINE_MINUTES = "OFFER_SYNC_DEADLINE_MINUTES", 10.0
+THRESHOLD_ENV = {
+    "max_duration_s": "OFFER_SYNC_MAX_DURATION_S",
+    "max_error_rate": MAX_ERROR_RATE_ENV,
+    "max_task_rss_mb": "OFFER_SYNC_MAX_TASK_RSS_MB",
+    "deadline_minutes": DEADLINE_MINUTES_ENV,
+}
+EXTRA_NOTIFIERS_ENV = "OFFER_SYNC_EXTRA_NOTIFIERS"

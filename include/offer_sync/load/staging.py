@@ -1,0 +1,134 @@
+"""Per-run staging tables and the COPY writer that fills them.
+
+Each run gets its own UNLOGGED tables (named from a hash of the Airflow run id), so a manual run
+and the nightly run can never mix rows, and dropping them afterwards is instant. Each mapped shard
+loads its rows with one ``COPY`` inside one transaction that first deletes the shard's earlier
+rows: a retried or cleared shard replaces its data instead of duplicating it, and a shard killed
+mid-load leaves nothing behind. Two tries of one shard that run at the same time (Airflow declared
+the first one dead while it was still running) cannot both count: rows carry their try, and the
+sweep check keeps only the newest try's rows (``shard_prepare.sql``, ``sweep_mark_duplicates.sql``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from include.offer_sync.db import load_sql, query
+from include.offer_sync.trackier.models import ADVERTISER_COLUMNS, CAMPAIGN_COLUMNS, Reject
+
+STAGING_PREFIX = "offer_sync_stg_"
+SEQ_PER_SHARD = 1_000_000_000
+#: A run still 'running' after this long is dead (dagrun_timeout is 2 h): its staging may go.
+STAGING_MAX_AGE = "6 hours"
+
+# In staging, `status` is the validation status; the record's own status gets a longer name.
+ADVERTISER_STAGING_COLUMNS = tuple("brand_status" if c == "status" else c for c in ADVERTISER_COLUMNS)
+CAMPAIGN_STAGING_COLUMNS = tuple("offer_status" if c == "status" else c for c in CAMPAIGN_COLUMNS)
+_HEAD = ("shard", "try_number", "seq", "page", "status")
+_TAIL = ("reject_reason", "raw")
+
+
+@dataclass(frozen=True)
+class StagingTables:
+    """The names of one run's staging tables."""
+
+    run_key: str
+
+    @classmethod
+    def for_run(cls, run_id: str) -> StagingTables:
+        return cls(hashlib.sha1(run_id.encode(), usedforsecurity=False).hexdigest()[:16])
+
+    @property
+    def advertisers(self) -> str:
+        return f"{STAGING_PREFIX}{self.run_key}_adv"
+
+    @property
+    def campaigns(self) -> str:
+        return f"{STAGING_PREFIX}{self.run_key}_cmp"
+
+    @property
+    def aliases(self) -> str:
+        return f"{STAGING_PREFIX}{self.run_key}_alias"
+
+    @property
+    def tries(self) -> str:
+        """Which Airflow tries started loading which shard (see ``shard_prepare.sql``)."""
+        return f"{STAGING_PREFIX}{self.run_key}_tries"
+
+    def names(self) -> dict[str, str]:
+        return {name: getattr(self, name) for name in ("advertisers", "campaigns", "aliases", "tries")}
+
+    def table_for(self, entity: str) -> str:
+        return self.advertisers if entity == "advertisers" else self.campaigns
+
+
+def create_staging(conn: psycopg.Connection[Any], tables: StagingTables) -> None:
+    conn.execute(query("staging_create", **tables.names()))
+
+
+def drop_staging(conn: psycopg.Connection[Any], tables: StagingTables) -> None:
+    conn.execute(query("staging_drop", **tables.names()))
+
+
+def drop_leftover_staging(conn: psycopg.Connection[Any], keep: StagingTables) -> list[str]:
+    """Drop staging tables of earlier runs (killed or failed before their own clean-up).
+
+    Called under the merge lock, so no merge is reading the tables we look at. Tables of runs
+    still in flight (``sync_runs.status = 'running'``, not merged, younger than
+    ``STAGING_MAX_AGE``) are kept: ``max_active_runs=1`` does not stop a second deployment, an
+    ``airflow dags test`` or a cleared old run from starting while the nightly run is extracting.
+    """
+    rows = conn.execute(load_sql("staging_list"), {"max_age": STAGING_MAX_AGE}).fetchall()  # type: ignore[arg-type]
+    stale = [r[0] for r in rows if not r[0].startswith(f"{STAGING_PREFIX}{keep.run_key}")]
+    for name in stale:
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
+    return stale
+
+
+def staging_columns(entity: str) -> tuple[str, ...]:
+    body = ADVERTISER_STAGING_COLUMNS if entity == "advertisers" else CAMPAIGN_STAGING_COLUMNS
+    return (*_HEAD, *body, *_TAIL)
+
+
+class ShardWriter:
+    """Streams one shard's rows into its staging table through a single COPY.
+
+    One COPY per shard (not per page) keeps the statement count independent of the catalogue
+    size; the caller owns the transaction, so the shard lands whole or not at all. Every row
+    carries ``try_number``, the Airflow try that wrote it: two tries of one shard produce the same
+    ``seq`` values, and only the newest try's rows may count (``sweep_mark_duplicates.sql``).
+    """
+
+    def __init__(self, cursor: psycopg.Cursor[Any], table: str, entity: str, shard: int, try_number: int = 1) -> None:
+        self.entity = entity
+        self.shard = shard
+        self.try_number = try_number
+        self._seq = shard * SEQ_PER_SHARD
+        self._body_width = len(staging_columns(entity)) - len(_HEAD) - len(_TAIL)
+        self._empty_body = (None,) * self._body_width
+        columns = sql.SQL(", ").join(sql.Identifier(c) for c in staging_columns(entity))
+        statement = sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(table), columns)
+        self._copy_cm = cursor.copy(statement)
+        self._copy = self._copy_cm.__enter__()
+
+    def write_valid(self, page: int | None, row: tuple[Any, ...]) -> None:
+        self._seq += 1
+        self._copy.write_row((self.shard, self.try_number, self._seq, page, "valid", *row, None, None))
+
+    def write_reject(self, page: int | None, reject: Reject) -> None:
+        self._seq += 1
+        body = (reject.record_key, *self._empty_body[1:])  # keep the id: it still counts as "seen"
+        self._copy.write_row(
+            (self.shard, self.try_number, self._seq, page, "rejected", *body, reject.reason, reject.raw)
+        )
+
+    def close(self, exc: BaseException | None = None) -> None:
+        if exc is None:
+            self._copy_cm.__exit__(None, None, None)
+        else:
+            self._copy_cm.__exit__(type(exc), exc, exc.__traceback__)

@@ -1,0 +1,1 @@
+"""Everything about Trackier's v2 API: HTTP, pagination, shard plans, record validation."""

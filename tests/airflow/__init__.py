@@ -1,0 +1,1 @@
+"""A real Airflow: ``airflow dags test`` subprocesses, or the live api-server/scheduler."""

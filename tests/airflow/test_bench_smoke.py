@@ -1,0 +1,89 @@
+"""The benchmark command runs end to end at a tiny size and writes its table (ours only, no dlt).
+
+No timing is asserted: the machine is shared and CI is slower. What is asserted is that the
+harness measured something real for each of the three syncs (first, no-change, 10% changed),
+that our counts and the row/payout cross-check came out right, and that BENCHMARKS.md got its
+table. It runs three real ``airflow dags test`` runs (about 30 s).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.cluster import private_cluster_available
+from devtools.airflow_run import REPO_ROOT
+
+pytestmark = pytest.mark.airflow
+
+
+def test_bench_tiny_writes_results_and_table(tmp_path: Path) -> None:
+    out, markdown, chart = tmp_path / "out", tmp_path / "BENCHMARKS.md", tmp_path / "benchmark.png"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.run",
+            "--sizes",
+            "tiny",
+            "--no-peers",
+            "--fresh",
+            "--out",
+            str(out),
+            "--markdown",
+            str(markdown),
+            "--chart",
+            str(chart),
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    results = json.loads((out / "results.json").read_text())
+    entry = results["sizes"]["tiny"]
+    assert (entry["offers"], entry["advertisers"]) == (200, 4)
+    assert list(entry["systems"]) == ["ours"]  # --no-peers: no dlt, no loop
+    runs = entry["systems"]["ours"]["runs"]
+    assert list(runs) == ["first", "nochange", "changed10"]
+
+    counts_statements = private_cluster_available() is None
+    assert entry["database"]["counts_statements"] is counts_statements
+    for scenario, run in runs.items():
+        assert run["ok"], (scenario, run.get("error"))
+        assert run["check"]["ok"], (scenario, run["check"])  # same rows and payout sum as the catalogue
+        assert run["wall_s"] > 0
+        assert run["rows_per_s"] > 0
+        assert run["peak_rss_mb"] > 10  # sampled from /proc while Airflow ran
+        assert run["api_requests"] >= 2  # advertisers and campaigns, counted by the fake server
+        assert 0 <= run["fake_server_share"] < 5
+        if counts_statements:
+            assert run["sql_statements"] > 0  # counted by pg_stat_statements
+        else:
+            assert run["sql_statements"] is None
+        assert {"extract", "validate", "stage", "check", "merge"} <= set(run["phases_s"])
+        tasks = {t["task"].split("[")[0] for t in run["tasks"]}
+        assert {"start_sync", "extract_campaigns", "merge_catalogue", "publish_result"} <= tasks
+        assert all(t["state"] == "success" and t["airflow_s"] is not None for t in run["tasks"])
+
+    # The three syncs differ in what they change, and the harness saw it.
+    assert runs["first"]["sync_result"]["added"] == 200
+    assert runs["nochange"]["sync_result"]["unchanged"] == 200
+    assert runs["changed10"]["sync_result"]["updated"] == 20  # 10 % of the payouts changed
+    assert runs["changed10"]["check"]["expected"]["payout_sum"] != runs["first"]["check"]["expected"]["payout_sum"]
+
+    text = markdown.read_text()
+    assert "### tiny: 200 offers, 4 advertisers" in text
+    assert "| **trackier_offer_sync (airflow dags test)** |" in text
+    assert "## Machine" in text
+    assert "make bench" in text
+    assert "dlt rest_api" not in text.split("## How each figure is measured")[0]  # no peer rows were made up

@@ -1,0 +1,1 @@
+"""A fresh PostgreSQL database per test; task bodies called in-process, no scheduler."""

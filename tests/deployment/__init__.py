@@ -1,0 +1,1 @@
+"""docker-compose.yaml, Dockerfile, .env.example and .dockerignore, without Docker."""

@@ -1,0 +1,1 @@
+"""The fake Trackier's own tests: the yardstick must be right before it measures."""

@@ -1,0 +1,1 @@
+"""No database, no Airflow: pure functions and the in-thread fake Trackier over loopback."""

@@ -178,7 +178,8 @@ def merge_sweep(
         counts["deactivated"], counts["brands_added"], counts["brands_updated"], counts["brands_reactivated"],
         counts["brands_deactivated"], ", ".join(f"{k} {v:.2f}s" for k, v in timings.items()),
     )  # fmt: skip
-    return counts | {"merge_timings": {k: round(v, 3) for k, v in timings.items()}}
+    return counts | {"merge_timings": {k: round(v, 3) for k, v in timings.items()},
+                     "merge_path": merge_metrics["merge_path"]}  # fmt: skip
 
 
 def _guard_problem(what: str, would: int, active: int, max_rate: float) -> str:

@@ -38,6 +38,10 @@ src AS (
            t.offer_id, t.was_active
     FROM todo AS t
     JOIN {campaigns} AS s ON s.seq = t.seq
+    -- A one-time filter: on a resync where nothing changed, todo is empty and staging is not read
+    -- again (the planner, which expects every row in todo, would otherwise hash all of staging,
+    -- wide rows, before finding that out).
+    WHERE EXISTS (SELECT 1 FROM todo)
 ),
 changed AS (
     SELECT * FROM src WHERE offer_id IS NOT NULL

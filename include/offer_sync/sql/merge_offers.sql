@@ -37,10 +37,11 @@ src AS (
            s.url, s.preview_url, s.source_created, s.source_modified, s.content_hash,
            t.offer_id, t.was_active
     FROM todo AS t
-    JOIN {campaigns} AS s ON s.seq = t.seq
-    -- A one-time filter: on a resync where nothing changed, todo is empty and staging is not read
-    -- again (the planner, which expects every row in todo, would otherwise hash all of staging,
-    -- wide rows, before finding that out).
+    JOIN (SELECT * FROM {campaigns} AS x WHERE x.seq IN (SELECT seq FROM todo)) AS s ON s.seq = t.seq
+    -- The planner expects every staged row in todo and, joining todo to staging directly, hashed
+    -- all of staging (wide rows: more than work_mem at a million). The IN lets it hash todo's seqs
+    -- instead and only scan staging, keeping the changed rows. And a one-time filter: on a resync
+    -- where nothing changed, todo is empty and staging is not read a second time at all.
     WHERE EXISTS (SELECT 1 FROM todo)
 ),
 changed AS (

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -245,13 +245,15 @@ class Campaign(BaseModel):
         return self
 
     def _joined_ids(self) -> str:
-        """``_ids`` as one string, built without a generator (this runs for every record)."""
+        """Every id of the record (join keys) as one string, for the control-character scan (this runs
+        for every record: one join, no generator)."""
         parts = [self.id, self.hash_id or "", self.advertiser_ref]
         parts += [r.rule_id for r in self.payouts if r.rule_id]
         return "".join(parts)
 
     def _joined_texts(self) -> str:
-        """``_texts`` as one string, built without a generator (this runs for every record)."""
+        """Every other string of the record (names, codes, tags, URLs, text) as one string, for the NUL
+        scan (this runs for every record: one join, no generator)."""
         parts = [self.title, self.description or "", self.status or "", self.visibility or "",
                  self.comm_model or "", self.url or "", self.preview_url or "", *self.geo, *self.device,
                  *self.os, *self.categories]  # fmt: skip
@@ -260,32 +262,8 @@ class Campaign(BaseModel):
             parts += rule.geo
         return "".join(parts)
 
-    def _ids(self) -> Iterator[str]:
-        """Every id of the record (join keys), for the control-character scan."""
-        for value in (self.id, self.hash_id, self.advertiser_ref):
-            if value:
-                yield value
-        for rule in self.payouts:
-            if rule.rule_id:
-                yield rule.rule_id
-
-    def _texts(self) -> Iterator[str]:
-        """Every other string of the record (names, codes, tags, URLs, text), for the NUL scan."""
-        for value in (self.title, self.description, self.status, self.visibility, self.comm_model, self.url,
-                      self.preview_url):  # fmt: skip
-            if value:
-                yield value
-        yield from self.geo
-        yield from self.device
-        yield from self.os
-        yield from self.categories
-        for rule in self.payouts:
-            if rule.model:
-                yield rule.model
-            yield from rule.geo
-
     def _named(self) -> tuple[dict[str, str | None], dict[str, str | None]]:
-        """``_ids`` and ``_texts`` by field path, for the reject reason."""
+        """``_joined_ids`` and ``_joined_texts`` by field path, for the reject reason."""
         ids = {"id": self.id, "hashId": self.hash_id, "advertiserId": self.advertiser_ref}
         texts = {"title": self.title, "description": self.description, "status": self.status,
                  "visibility": self.visibility, "commModel": self.comm_model, "url": self.url,

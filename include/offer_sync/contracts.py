@@ -65,6 +65,7 @@ class RunMetrics(TypedDict):
     """``sync_result["metrics"]`` and ``sync_runs.metrics``: the whole run, per phase and per task."""
 
     phases_s: PhaseTimes
+    merge_path: Literal["first_sync", "general"] | None  # None: a merge task re-run after its commit
     tasks: list[TaskTiming]
     peak_task_rss_mb: float
     api_requests: int
@@ -226,6 +227,7 @@ class MergeCounts(RunCounts, SweepVerdict, MergeFlags):
     again after its commit returns ``AlreadyMerged`` instead."""
 
     merge_timings: MergeTimings
+    merge_path: Literal["first_sync", "general"]  # the insert-only path into an empty offers table, or the merge
     metrics: NotRequired[TaskMetrics]  # added by tasks.merge_catalogue
 
 

@@ -234,6 +234,7 @@ def collect_metrics(run: RunHandle, summaries: list[ShardSummary], sweep: Sweep,
             "check": sweep["metrics"]["wall_s"],
             "merge": merged["metrics"]["wall_s"],
         },
+        "merge_path": merged.get("merge_path"),  # first_sync (empty offers table) or general
         "tasks": tasks,
         "peak_task_rss_mb": max(t["peak_rss_mb"] for t in tasks),
         "api_requests": sum(s["requests"] + s["probe_requests"] for s in summaries),

@@ -12,7 +12,7 @@ from decimal import Decimal
 import pytest
 
 from devtools.fake_trackier import Catalogue
-from devtools.inline import run_sync
+from devtools.inline import run_sync, stage_sync
 from include.offer_sync.errors import SweepRejectedError
 from tests.helpers import trackier_settings
 
@@ -156,3 +156,90 @@ def test_a_feed_that_lost_most_offers_deactivates_none(world, sql) -> None:
     # An operator who knows it is real raises the limit for one run, and it goes through.
     result = run_sync(db, api, "run-3", max_deactivate_rate=1.0)
     assert (result["status"], result["deactivated"]) == ("completed", 60)
+
+
+def _stage_sweep(db, api, run_id: str) -> dict:
+    """Start, plan, extract and check a sweep (everything before the merge); returns the sweep."""
+    return stage_sync(db, api, run_id, max_error_rate=0.5)["sweep"]
+
+
+def test_first_sync_path_writes_exactly_what_the_general_merge_writes(fake_trackier, offers_db) -> None:
+    """merge_offers_first.sql (empty offers) against merge_offers.sql on the same staged sweep.
+
+    Both run in one transaction each, rolled back, on the same empty table, with a rejected record
+    in the sweep: the same output row, the same offers rows (every stored column; the brand by its
+    trackier_id, since identity values are not rolled back) and the same audit rows.
+    """
+    import psycopg
+
+    from include.offer_sync.db import connect, query
+    from include.offer_sync.load.staging import StagingTables
+
+    catalogue = Catalogue(4, 70, seed=8)
+    ids = catalogue.campaign_ids()
+    server = fake_trackier(catalogue, invalid_ids=[ids[3]], invalid_kind="negative_payout")
+    _stage_sweep(offers_db, trackier_settings(server, page_size=20), "run-1")
+    names = StagingTables.for_run("run-1").names()
+    params = {"run_id": "run-1"}
+    stored = (
+        "trackier_id",
+        "hash_id",
+        "title",
+        "description",
+        "status",
+        "visibility",
+        "currency",
+        "comm_model",
+        "payout",
+        "payout_currency",
+        "revenue",
+        "payouts",
+        "geo",
+        "device",
+        "os",
+        "categories",
+        "url",
+        "preview_url",
+        "source_created",
+        "source_modified",
+        "content_hash",
+        "is_active",
+        "deactivated_at",
+        "last_sync_run_id",
+    )
+    offer_columns = ", ".join(f"o.{c}" for c in stored) + ", b.trackier_id"
+    outcomes = {}
+    with connect(offers_db) as conn:
+        for path in ("merge_offers_first", "merge_offers"):
+            with conn.transaction():
+                conn.execute(query("merge_brands", **names), {**params, "deactivate": True, "max_rate": 0.2})
+                assert conn.execute("SELECT count(*) FROM offers").fetchone() == (0,)
+                out = conn.execute(query(path, **names), params).fetchone()
+                rows = conn.execute(
+                    f"SELECT {offer_columns} FROM offers AS o JOIN brands AS b ON b.id = o.brand_id "
+                    "ORDER BY o.trackier_id"
+                ).fetchall()
+                audit = conn.execute(
+                    "SELECT a.run_id, o.trackier_id, a.trackier_id, a.action, a.changes "
+                    "FROM offer_audit AS a JOIN offers AS o ON o.id = a.offer_id "
+                    "ORDER BY a.trackier_id"
+                ).fetchall()
+                outcomes[path] = (tuple(out), rows, audit)
+                raise psycopg.Rollback
+    first, general = outcomes["merge_offers_first"], outcomes["merge_offers"]
+    assert first[0] == general[0] == (69, 0, 0, 69, 0, 69)
+    assert len(first[1]) == 69
+    assert str(ids[3]) not in {r[0] for r in first[1]}
+    assert first[1] == general[1]
+    assert first[2] == general[2]
+
+
+def test_merge_takes_the_first_sync_path_only_into_an_empty_offers_table(world, sql) -> None:
+    catalogue, api, db = world
+    first = run_sync(db, api, "run-1")
+    assert sql("SELECT metrics->>'merge_path' FROM sync_runs WHERE run_id = 'run-1'") == [("first_sync",)]
+    assert _counts(first) == (90, 0, 0, 0, 0, 0)
+    catalogue.remove_campaigns(count=2)
+    second = run_sync(db, api, "run-2")
+    assert sql("SELECT metrics->>'merge_path' FROM sync_runs WHERE run_id = 'run-2'") == [("general",)]
+    assert _counts(second) == (0, 0, 88, 2, 0, 0)

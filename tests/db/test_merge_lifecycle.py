@@ -360,6 +360,29 @@ def test_an_earlier_try_that_wakes_up_after_a_newer_try_started_writes_nothing(f
     assert sql("SELECT count(*), min(try_number) FROM offer_sync_stg_" + run["run_key"] + "_cmp") == [(40, 3)]
 
 
+def test_a_shard_loaded_again_replaces_its_rows_and_a_first_try_leaves_other_shards_alone(
+    fake_trackier, offers_db, sql
+) -> None:
+    """shard_prepare.sql deletes a shard's earlier rows only when an earlier try of it registered
+    (the scan is skipped for a first try): a repeat of the same try and a later try both replace the
+    shard's rows, and a first try of one shard never touches another shard's rows."""
+    api = trackier_settings(fake_trackier(Catalogue(2, 60, seed=31)), page_size=10, pages_per_shard=3)
+    run = tasks.start_sync(offers_db, run_id="run-1", dag_id="trackier_offer_sync", params=dict(DEFAULT_PARAMS))
+    first, second = tasks.plan_entity(api, "campaigns")  # 6 pages: two shards of 3 pages
+    table = "offer_sync_stg_" + run["run_key"] + "_cmp"
+
+    def staged() -> list:
+        return sql(f"SELECT shard, try_number, count(*) FROM {table} GROUP BY 1, 2 ORDER BY 1, 2")
+
+    tasks.extract_shard(offers_db, api, run, first)
+    tasks.extract_shard(offers_db, api, run, second)
+    assert staged() == [(0, 1, 30), (1, 1, 30)]
+    tasks.extract_shard(offers_db, api, run, first)  # the same try again (in-process re-run)
+    assert staged() == [(0, 1, 30), (1, 1, 30)]
+    tasks.extract_shard(offers_db, api, run, second, try_number=2)  # Airflow's retry of shard 1
+    assert staged() == [(0, 1, 30), (1, 2, 30)]
+
+
 # --- every counted update has its diff ------------------------------------------------------------
 
 

@@ -235,3 +235,24 @@ def test_advertiser_keeps_every_id_it_offers() -> None:
     )
     assert (adv.id, adv.long_id, adv.hash_id, adv.currency) == ("1001", "65a1b2c3d4e5f60718293a4b", "h1", "USD")
     assert advertiser_row(adv)[0] == "1001"
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [],
+        ["IN", "IT"],
+        [""],
+        ["a,b", "{x}", "NULL", " spaced "],
+        ['say "hi"', "plain"],
+        ["back\\slash", "ok"],
+        ['\\"', '"', "\\"],
+        ["tab\there", "new\nline", "é🎉"],
+    ],
+)
+def test_text_arrays_reach_postgresql_exactly_as_sent(values: list[str], sql) -> None:
+    """pg_array's one-go join (no quote or backslash) and its escaping path give the same literal
+    PostgreSQL reads back as the list itself."""
+    from include.offer_sync.trackier.models import pg_array
+
+    assert sql("SELECT %s::text[]", (pg_array(values),)) == [(values,)]

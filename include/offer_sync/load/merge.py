@@ -108,6 +108,7 @@ def merge_sweep(
                 brands_deactivated,
                 brands_would,
                 brands_active,
+                offers_empty,
             ) = brands
             if not gate_open and merged_at is not None:
                 log.info("run %s already merged at %s; returning its recorded result", run_id, merged_at)
@@ -118,17 +119,20 @@ def merge_sweep(
                 fail_run(conn, run_id, outcome.message)  # commits with the transaction; brands/offers untouched
             else:
                 t1 = time.perf_counter()
+                # An empty offers table (the first sync): every valid campaign is new, nothing to compare.
                 added, updated, reactivated, seen, _rows, _audit = conn.execute(
-                    query("merge_offers", **names), params
+                    query("merge_offers_first" if offers_empty else "merge_offers", **names), params
                 ).fetchone()
                 t2 = time.perf_counter()
                 deactivated = 0
                 guards: list[str] = []  # what the deactivation guards stopped, first in the run's problems
                 offers_blocked = brands_blocked = False
                 if may_deactivate:
-                    deactivated, would, active, _ = conn.execute(
-                        query("merge_deactivate", **names), {**params, "max_rate": max_deactivate_rate}
-                    ).fetchone()
+                    would = active = 0  # offers was empty: every offer in it now is one this sweep saw
+                    if not offers_empty:
+                        deactivated, would, active, _ = conn.execute(
+                            query("merge_deactivate", **names), {**params, "max_rate": max_deactivate_rate}
+                        ).fetchone()
                     if would and not deactivated:
                         offers_blocked = True
                         guards.append(_guard_problem("offers", would, active, max_deactivate_rate))
@@ -161,7 +165,10 @@ def merge_sweep(
                     "brands_deactivation_blocked": brands_blocked,
                     "problems": problems,
                 }
-                merge_metrics = {"merge": {k: round(v, 3) for k, v in timings.items()}}
+                merge_metrics = {
+                    "merge": {k: round(v, 3) for k, v in timings.items()},
+                    "merge_path": "first_sync" if offers_empty else "general",
+                }
                 # The sweep's verdict and the merge's flags go with the counts: a retried merge task
                 # and a check_sweep cleared after the merge read them back from here.
                 provisional = build_result(
@@ -207,7 +214,10 @@ def merge_sweep(
         counts["brands_deactivated"],
         ", ".join(f"{k} {v:.2f}s" for k, v in timings.items()),
     )
-    return counts | {"merge_timings": {k: round(v, 3) for k, v in timings.items()}}
+    return counts | {
+        "merge_timings": {k: round(v, 3) for k, v in timings.items()},
+        "merge_path": merge_metrics["merge_path"],
+    }
 
 
 def _guard_problem(what: str, would: int, active: int, max_rate: float) -> str:

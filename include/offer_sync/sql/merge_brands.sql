@@ -15,6 +15,9 @@
 --                     deleted, audited. "Listed" includes rejected and duplicate records, as for
 --                     offers. Guard: when more than %(max_rate)s of the active brands would go at
 --                     once, none do and the caller reports why.
+-- offers_empty: whether `offers` holds no row at all, read under the merge lock (only merges write
+-- offers): merge.py then takes the first-sync path (merge_offers_first.sql) and skips the offer
+-- deactivation, which has nothing to find in a table that only holds this sweep's rows.
 WITH run AS (
     SELECT r.merged_at, r.result, r.started_at, newer.run_id AS newer_run_id,
            newer.started_at AS newer_started_at
@@ -100,4 +103,5 @@ SELECT (SELECT open FROM gate) AS gate_open,
        (SELECT count(*) FROM audit WHERE action = 'reactivated') AS brands_reactivated,
        (SELECT count(*) FROM audit WHERE action = 'deactivated') AS brands_deactivated,
        (SELECT would FROM verdict) AS brands_would_deactivate,
-       (SELECT active FROM verdict) AS brands_active_before
+       (SELECT active FROM verdict) AS brands_active_before,
+       NOT EXISTS (SELECT 1 FROM offers) AS offers_empty

@@ -29,8 +29,14 @@ registered AS (
     RETURNING 1
 ),
 cleared_rows AS (
+    -- Staging has no index: this DELETE scans the whole table (a million rows by the last shard of a
+    -- large sweep). A shard's rows are always loaded by a try registered in {tries} (in this very
+    -- statement), so without an earlier try of this shard there is nothing to delete, and the
+    -- one-time EXISTS filter skips the scan: the usual first try of every shard costs no scan.
     DELETE FROM {table}
     WHERE shard = %(shard)s AND try_number <= %(try_number)s AND (SELECT ok FROM go)
+      AND EXISTS (SELECT 1 FROM {tries} WHERE entity = %(entity)s AND shard = %(shard)s
+                                          AND try_number <= %(try_number)s)
     RETURNING 1
 ),
 cleared_errors AS (

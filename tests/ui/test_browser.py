@@ -102,7 +102,7 @@ def _int(text: str) -> int:
     return int(text.replace(",", "").strip())
 
 
-def test_offer_sync_page_manual_sync(airflow_server: LiveAirflow, browser: Any) -> None:
+def test_case_2_manual_sync_trigger_from_the_offer_sync_page(airflow_server: LiveAirflow, browser: Any) -> None:
     from playwright.sync_api import expect
 
     live = airflow_server

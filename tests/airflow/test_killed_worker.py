@@ -201,13 +201,18 @@ def _task_process_of_backend(af: Any, backend_pid: int) -> psutil.Process:
     database connection is served by ``backend_pid``: matched by the backend's client port."""
     port = af.sql("SELECT client_port FROM pg_stat_activity WHERE pid = %s", (backend_pid,))[0][0]
     scheduler = psutil.Process(af.processes["scheduler"].pid)
-    owners = [
-        p
-        for p in scheduler.children(recursive=True)
-        if any(c.laddr and c.laddr.port == port for c in p.net_connections(kind="tcp"))
-    ]
+    owners = [p for p in scheduler.children(recursive=True) if _has_local_port(p, port)]
     assert len(owners) == 1, owners
     return owners[0]
+
+
+def _has_local_port(process: psutil.Process, port: int) -> bool:
+    """Whether ``process`` has a TCP connection from local ``port``; a process that ended while we
+    looked (the scheduler forks and reaps short-lived children all the time) has none."""
+    try:
+        return any(c.laddr and c.laddr.port == port for c in process.net_connections(kind="tcp"))
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return False
 
 
 @pytest.mark.airflow

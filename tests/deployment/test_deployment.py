@@ -75,7 +75,15 @@ TASK_ENV = {
 }
 #: Variables .env.example documents that no compose file names: they reach the Airflow containers
 #: through env_file as they are (or, COMPOSE_FILE, configure compose itself).
-PASS_THROUGH = {"COMPOSE_FILE", "OFFER_SYNC_WORK_MEM", "AIRFLOW_CONN_SLACK_ALERTS"}
+PASS_THROUGH = {
+    "COMPOSE_FILE",
+    "OFFER_SYNC_WORK_MEM",
+    "OFFER_SYNC_LOCK_TIMEOUT",
+    "OFFER_SYNC_IDLE_IN_TRANSACTION_TIMEOUT",
+    "OFFER_SYNC_CLIENT_CHECK_INTERVAL",
+    "OFFER_SYNC_STATEMENT_TIMEOUT",
+    "AIRFLOW_CONN_SLACK_ALERTS",
+}
 DAG_ID = "trackier_offer_sync"
 
 

@@ -132,6 +132,7 @@ class ShardSummary(TypedDict):
     pages: int
     records: int
     valid: int
+    carried: int  # of the valid: a stored offer's fingerprint, staged without validation
     rejected: int
     failed_pages: int
     failed_records_estimate: int  # failed pages x page size: counted against the error rate
@@ -214,6 +215,7 @@ class Sweep(RecordedSweep):
 
     advertisers_valid: NotRequired[int]
     campaigns_valid: NotRequired[int]
+    campaigns_carried: NotRequired[int]  # of the valid: staged without validation (``trackier/fingerprint.py``)
     failed_records_estimate: NotRequired[int]
     anomalies: NotRequired[int]
     pagination: NotRequired[dict[str, PaginationVerdict]]  # per entity (``sweep.pagination_verdicts``)

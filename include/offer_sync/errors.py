@@ -112,3 +112,9 @@ class SweepRejectedError(FatalSyncError):
 
 class SweepSupersededError(FatalSyncError):
     """A sweep that started later has already merged: merging this older one would revert it."""
+
+
+class CarriedOffersLostError(FatalSyncError):
+    """Campaigns this run staged as unchanged (their fingerprint was a stored offer's) have no stored
+    offer any more at merge time: ``offers`` was emptied or rows deleted while the run fetched. Their
+    values were never staged, so the merge stops; a new run fetches and validates them again."""

@@ -22,8 +22,17 @@ from include.offer_sync.errors import SyncError
 from include.offer_sync.load.runs import get_run, is_merged
 from include.offer_sync.load.staging import ShardWriter, StagingTables
 from include.offer_sync.settings import DatabaseSettings
+from include.offer_sync.trackier.fingerprint import KnownFingerprints, campaign_fingerprint, carried_keys
 from include.offer_sync.trackier.http import TrackierClient
-from include.offer_sync.trackier.models import Advertiser, Campaign, advertiser_row, campaign_row, validate_page
+from include.offer_sync.trackier.models import (
+    Advertiser,
+    Campaign,
+    Reject,
+    advertiser_row,
+    campaign_row,
+    validate_page,
+    validate_positions,
+)
 from include.offer_sync.trackier.pagination import Anomaly, Page, PageFailure
 
 log = logging.getLogger(__name__)
@@ -45,6 +54,8 @@ class ShardSummary:
     pages: int = 0
     records: int = 0
     valid: int = 0
+    #: Valid campaigns staged without validation: their fingerprint was a stored offer's.
+    carried: int = 0
     rejected: int = 0
     failed_pages: int = 0
     failed_records_estimate: int = 0
@@ -128,8 +139,6 @@ def extract_shard(
     entity = shard["entity"]
     index = int(shard["index"])
     tables = StagingTables.for_run(run_id)
-    model = Advertiser if entity == "advertisers" else Campaign
-    to_row = advertiser_row if entity == "advertisers" else campaign_row
     summary = ShardSummary(
         entity=entity,
         shard=index,
@@ -162,10 +171,12 @@ def extract_shard(
     with connect(db, autocommit=True) as conn, conn.cursor() as cur:
         newer_try = None
         try:
-            merged, newer_try = cur.execute(
+            # binary: `known` is a bytea of 8 bytes per active offer (no hex text to decode)
+            merged, newer_try, *_, known_bytes = cur.execute(
                 query("shard_prepare", table=tables.table_for(entity), tries=tables.tries),
                 {"run_id": run_id, "entity": entity, "shard": index, "try_number": try_number},
-            ).fetchone()[:2]
+                binary=True,
+            ).fetchone()
         except psycopg.errors.UndefinedTable:
             merged = is_merged(get_run(conn, run_id))  # staging is gone: only a finished run drops it
             if not merged:
@@ -181,6 +192,9 @@ def extract_shard(
             log.info("%s: run %s already merged; nothing to fetch", shard["label"], run_id)
             summary.wall_s = time.perf_counter() - started
             return summary
+        known = KnownFingerprints.from_bytes(known_bytes)
+        del known_bytes
+        stage_page = _stage_advertisers if entity == "advertisers" else _stage_campaigns
         writer = ShardWriter(cur, tables.table_for(entity), entity, index, try_number)
         try:
             waited = time.perf_counter()
@@ -190,7 +204,7 @@ def extract_shard(
                 if isinstance(item, Page):
                     if summary.expected_total is None and item.total is not None:
                         summary.expected_total = item.total  # a cursor page's total: the sweep's yardstick
-                    _stage_page(item, model, to_row, writer, summary)
+                    stage_page(item, writer, summary, known)
                 elif isinstance(item, PageFailure):
                     summary.failed_pages += 1
                     summary.failed_records_estimate += limit
@@ -235,21 +249,63 @@ def extract_shard(
     return summary
 
 
-def _stage_page(page: Page, model: Any, to_row: Any, writer: ShardWriter, summary: ShardSummary) -> None:
+def _stage_advertisers(page: Page, writer: ShardWriter, summary: ShardSummary, known: KnownFingerprints) -> None:
     t0 = time.perf_counter()
-    valid, rejects = validate_page(model, page.records)
+    valid, rejects = validate_page(Advertiser, page.records)
     t1 = time.perf_counter()
     # Rows go to COPY as they are built: no third copy of the page is held in memory.
     for record in valid:
-        writer.write_valid(page.page, to_row(record))
+        writer.write_valid(page.page, advertiser_row(record))
+    _finish_page(page, writer, summary, rejects, len(valid), t1 - t0, time.perf_counter() - t1)
+
+
+def _stage_campaigns(page: Page, writer: ShardWriter, summary: ShardSummary, known: KnownFingerprints) -> None:
+    """Carry the records the catalogue already holds (``trackier/fingerprint.py``), validate the rest.
+
+    The fingerprint and the lookup count as validation time, the carried rows' COPY as staging.
+    """
+    t0 = time.perf_counter()
+    fresh: list[Any] = []
+    fingerprints: list[str | None] = []
+    carried: list[tuple[str, str, str]] = []
+    for record in page.records:
+        fingerprint = campaign_fingerprint(record)
+        if fingerprint is not None and fingerprint in known:
+            keys = carried_keys(record)
+            if keys is not None:
+                carried.append((*keys, fingerprint))
+                continue
+        fresh.append(record)
+        fingerprints.append(fingerprint)
+    valid, rejects = validate_positions(Campaign, fresh) if fresh else ([], [])
+    t1 = time.perf_counter()
+    number = page.page
+    for trackier_id, advertiser_ref, fingerprint in carried:
+        writer.write_carried(number, trackier_id, advertiser_ref, fingerprint)
+    for position, record in valid:
+        # A valid record always has a fingerprint: it is a JSON object that orjson could write.
+        writer.write_valid(number, campaign_row(record, fingerprints[position]))  # type: ignore[arg-type]
+    summary.carried += len(carried)
+    _finish_page(page, writer, summary, rejects, len(valid) + len(carried), t1 - t0, time.perf_counter() - t1)
+
+
+def _finish_page(
+    page: Page,
+    writer: ShardWriter,
+    summary: ShardSummary,
+    rejects: list[Reject],
+    valid: int,
+    validate_s: float,
+    stage_s: float,
+) -> None:
+    t = time.perf_counter()
     for reject in rejects:
         writer.write_reject(page.page, reject)
-    t2 = time.perf_counter()
-    summary.validate_s += t1 - t0
-    summary.stage_s += t2 - t1
+    summary.validate_s += validate_s
+    summary.stage_s += stage_s + time.perf_counter() - t
     summary.pages += 1
     summary.records += len(page.records)
-    summary.valid += len(valid)
+    summary.valid += valid
     summary.rejected += len(rejects)
     summary.last_page = page.page
     if rejects:

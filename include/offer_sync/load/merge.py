@@ -37,7 +37,7 @@ from psycopg.types.json import Jsonb
 from include.offer_sync.constants import DEFAULT_MAX_DEACTIVATE_RATE
 from include.offer_sync.contracts import RECORD_KEYS, SWEEP_KEYS_IN_COUNTS
 from include.offer_sync.db import query
-from include.offer_sync.errors import SweepSupersededError
+from include.offer_sync.errors import CarriedOffersLostError, SweepSupersededError
 from include.offer_sync.load.runs import MERGE_FLAGS, build_result, fail_run, get_run, is_merged
 from include.offer_sync.load.staging import StagingTables
 
@@ -119,10 +119,15 @@ def merge_sweep(
                 fail_run(conn, run_id, outcome.message)  # commits with the transaction; brands/offers untouched
             else:
                 t1 = time.perf_counter()
+                carried = int(sweep.get("campaigns_carried") or 0)
+                if offers_empty and carried:
+                    raise CarriedOffersLostError(_lost_message(carried))
                 # An empty offers table (the first sync): every valid campaign is new, nothing to compare.
-                added, updated, reactivated, seen, _rows, _audit = conn.execute(
+                added, updated, reactivated, seen, _rows, _audit, lost = conn.execute(
                     query("merge_offers_first" if offers_empty else "merge_offers", **names), params
                 ).fetchone()
+                if lost:
+                    raise CarriedOffersLostError(_lost_message(lost))  # rolls the merge back
                 t2 = time.perf_counter()
                 deactivated = 0
                 guards: list[str] = []  # what the deactivation guards stopped, first in the run's problems
@@ -218,6 +223,14 @@ def merge_sweep(
         "merge_timings": {k: round(v, 3) for k, v in timings.items()},
         "merge_path": merge_metrics["merge_path"],
     }
+
+
+def _lost_message(lost: int) -> str:
+    return (
+        f"{lost} campaigns this run found unchanged (a stored offer had their fingerprint, so only their "
+        "ids were staged) have no stored offer any more: offers was emptied or rows were deleted while the "
+        "run fetched. Nothing was merged; run the sync again (it validates every record it does not find)."
+    )
 
 
 def _guard_problem(what: str, would: int, active: int, max_rate: float) -> str:

@@ -29,7 +29,7 @@ STAGING_MAX_AGE = "6 hours"
 # In staging, `status` is the validation status; the record's own status gets a longer name.
 ADVERTISER_STAGING_COLUMNS = tuple("brand_status" if c == "status" else c for c in ADVERTISER_COLUMNS)
 CAMPAIGN_STAGING_COLUMNS = tuple("offer_status" if c == "status" else c for c in CAMPAIGN_COLUMNS)
-_HEAD = ("shard", "try_number", "seq", "page", "status")
+_HEAD = ("shard", "try_number", "seq", "page", "status", "carried")
 _TAIL = ("reject_reason", "raw")
 
 
@@ -111,6 +111,9 @@ class ShardWriter:
         self._seq = shard * SEQ_PER_SHARD
         self._body_width = len(staging_columns(entity)) - len(_HEAD) - len(_TAIL)
         self._empty_body = (None,) * self._body_width
+        # A carried campaign (``trackier/fingerprint.py``) stages its id, advertiser id and
+        # fingerprint only: the padding between them, computed once.
+        self._carried_gap = (None,) * (self._body_width - 4)
         columns = sql.SQL(", ").join(sql.Identifier(c) for c in staging_columns(entity))
         statement = sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(table), columns)
         self._copy_cm = cursor.copy(statement)
@@ -118,13 +121,39 @@ class ShardWriter:
 
     def write_valid(self, page: int | None, row: tuple[Any, ...]) -> None:
         self._seq += 1
-        self._copy.write_row((self.shard, self.try_number, self._seq, page, "valid", *row, None, None))
+        self._copy.write_row((self.shard, self.try_number, self._seq, page, "valid", False, *row, None, None))
+
+    def write_carried(self, page: int | None, trackier_id: str, advertiser_ref: str, content_hash: str) -> None:
+        """A campaign whose fingerprint is a stored offer's: valid, and its values are the stored ones.
+
+        Only what the sweep check and the merge compare on is staged (``CAMPAIGN_COLUMNS`` starts with
+        trackier_id, hash_id, advertiser_ref and ends with content_hash); the merge reads the rest from
+        ``offers`` in the rare case it has to write the row (``merge_offers.sql``).
+        """
+        self._seq += 1
+        self._copy.write_row(
+            (
+                self.shard,
+                self.try_number,
+                self._seq,
+                page,
+                "valid",
+                True,
+                trackier_id,
+                None,
+                advertiser_ref,
+                *self._carried_gap,
+                content_hash,
+                None,
+                None,
+            )
+        )
 
     def write_reject(self, page: int | None, reject: Reject) -> None:
         self._seq += 1
         body = (reject.record_key, *self._empty_body[1:])  # keep the id: it still counts as "seen"
         self._copy.write_row(
-            (self.shard, self.try_number, self._seq, page, "rejected", *body, reject.reason, reject.raw)
+            (self.shard, self.try_number, self._seq, page, "rejected", False, *body, reject.reason, reject.raw)
         )
 
     def close(self, exc: BaseException | None = None) -> None:

@@ -73,9 +73,10 @@ def check_sweep(
         conn.execute(query("sweep_build_aliases", **names))
         conn.execute(query("sweep_mark_orphans", **names))
         counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        unidentified = 0
-        for entity, status, n, no_id in conn.execute(query("sweep_counts", **names)):
+        unidentified = carried = 0
+        for entity, status, n, no_id, carried_n in conn.execute(query("sweep_counts", **names)):
             counts[entity][status] += n
+            carried += carried_n if status == "valid" else 0
             if status == "rejected":
                 unidentified += no_id
         conn.execute(query("sweep_rejects_insert", **names), {"run_id": run_id})
@@ -108,6 +109,7 @@ def check_sweep(
         "campaigns_processed": received["campaigns"],
         "advertisers_valid": counts["advertisers"]["valid"],
         "campaigns_valid": counts["campaigns"]["valid"],
+        "campaigns_carried": carried,
         "rejected": rejected,
         "duplicates": duplicates,
         "failed_pages": failed_pages,

@@ -9,9 +9,15 @@
 -- stored value did - impossible with today's hash - would be rewritten, not counted, not audited.)
 -- All CTEs read one snapshot, so `old` holds the values from before the UPDATE. Unchanged rows are
 -- recognised on narrow columns and never read in full, which is what makes a resync cheap.
+-- Carried campaigns (staging.carried: the fingerprint was a stored offer's, so only the id, the
+-- advertiser id and content_hash were staged, see trackier/fingerprint.py) are unchanged by
+-- construction; when one must be written anyway (its brand changed, or it was deactivated while
+-- this run fetched), its values are taken from its stored row: the record that produced them had
+-- this very fingerprint. `lost` counts carried campaigns whose offer is gone (nothing in this
+-- package deletes offers): merge.py fails the run rather than drop them.
 WITH keyed AS (
     -- Narrow first: every valid staged campaign with the brand it resolves to.
-    SELECT s.seq, s.trackier_id, s.content_hash, b.id AS brand_id
+    SELECT s.seq, s.trackier_id, s.content_hash, s.carried, b.id AS brand_id
     FROM {campaigns} AS s
     JOIN {aliases} AS a ON a.alias = s.advertiser_ref
     JOIN brands AS b ON b.trackier_id = a.trackier_id
@@ -19,7 +25,7 @@ WITH keyed AS (
 ),
 todo AS (
     -- Compare on the narrow columns only (hash, brand, active flag): on a resync most rows stop here.
-    SELECT k.seq, k.brand_id, o.id AS offer_id, o.is_active AS was_active
+    SELECT k.seq, k.carried, k.brand_id, o.id AS offer_id, o.is_active AS was_active
     FROM keyed AS k
     LEFT JOIN offers AS o ON o.trackier_id = k.trackier_id
     WHERE o.id IS NULL
@@ -37,12 +43,22 @@ src AS (
            s.url, s.preview_url, s.source_created, s.source_modified, s.content_hash,
            t.offer_id, t.was_active
     FROM todo AS t
-    JOIN (SELECT * FROM {campaigns} AS x WHERE x.seq IN (SELECT seq FROM todo)) AS s ON s.seq = t.seq
+    JOIN (SELECT * FROM {campaigns} AS x WHERE x.seq IN (SELECT seq FROM todo WHERE NOT carried)) AS s
+      ON s.seq = t.seq
     -- The planner expects every staged row in todo and, joining todo to staging directly, hashed
     -- all of staging (wide rows: more than work_mem at a million). The IN lets it hash todo's seqs
     -- instead and only scan staging, keeping the changed rows. And a one-time filter: on a resync
     -- where nothing changed, todo is empty and staging is not read a second time at all.
-    WHERE EXISTS (SELECT 1 FROM todo)
+    WHERE EXISTS (SELECT 1 FROM todo WHERE NOT carried)
+    UNION ALL
+    -- A carried campaign to write (new brand, or reactivated): its stored values, its new brand.
+    SELECT o.trackier_id, o.hash_id, t.brand_id, o.title, o.description, o.status, o.visibility,
+           o.currency, o.comm_model, o.payout, o.payout_currency, o.revenue, o.payouts, o.geo,
+           o.device, o.os, o.categories, o.url, o.preview_url, o.source_created, o.source_modified,
+           o.content_hash, t.offer_id, t.was_active
+    FROM todo AS t
+    JOIN offers AS o ON o.id = t.offer_id
+    WHERE t.carried
 ),
 changed AS (
     SELECT * FROM src WHERE offer_id IS NOT NULL
@@ -129,4 +145,5 @@ SELECT (SELECT count(*) FROM inserted)                                   AS adde
        (SELECT count(*) FROM audit_changed WHERE action = 'reactivated') AS reactivated,
        (SELECT count(*) FROM keyed)                                      AS seen,
        (SELECT count(*) FROM updated)                                    AS rows_updated,
-       (SELECT count(*) FROM audit_inserted) + (SELECT count(*) FROM audit_changed) AS audit_rows
+       (SELECT count(*) FROM audit_inserted) + (SELECT count(*) FROM audit_changed) AS audit_rows,
+       (SELECT count(*) FROM todo WHERE carried AND offer_id IS NULL)         AS lost

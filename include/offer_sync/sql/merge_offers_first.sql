@@ -5,7 +5,9 @@
 -- staging for the wide columns and its change detection are skipped, and the rows go straight
 -- from staging into offers. Same result and audit as merge_offers.sql on an empty table: one
 -- offers row and one 'inserted' audit row per valid campaign whose advertiser resolves to a
--- brand, the same output columns (updated and reactivated are 0, seen = added).
+-- brand, the same output columns (updated and reactivated are 0, seen = added). No campaign can be
+-- carried (staged without its values, see merge_offers.sql) into an empty table: merge.py fails
+-- the run before this statement if the extract tasks reported any (`lost` is then theirs).
 WITH inserted AS (
     INSERT INTO offers (trackier_id, hash_id, brand_id, title, description, status, visibility,
                         currency, comm_model, payout, payout_currency, revenue, payouts, geo, device,
@@ -20,7 +22,7 @@ WITH inserted AS (
     FROM {campaigns} AS s
     JOIN {aliases} AS a ON a.alias = s.advertiser_ref
     JOIN brands AS b ON b.trackier_id = a.trackier_id
-    WHERE s.status = 'valid'
+    WHERE s.status = 'valid' AND NOT s.carried
     RETURNING id, trackier_id
 ),
 audit_inserted AS (
@@ -33,4 +35,5 @@ SELECT (SELECT count(*) FROM inserted)       AS added,
        0::bigint                             AS reactivated,
        (SELECT count(*) FROM inserted)       AS seen,
        0::bigint                             AS rows_updated,
-       (SELECT count(*) FROM audit_inserted) AS audit_rows
+       (SELECT count(*) FROM audit_inserted) AS audit_rows,
+       0::bigint                             AS lost

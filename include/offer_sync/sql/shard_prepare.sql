@@ -8,6 +8,11 @@
 -- session (the connection): the sweep check waits for it (sweep_seal.sql), so rows of a try still
 -- loading always land before the check. Two tries that prepared at the same time both load; the
 -- check keeps only the newest try's rows (sweep_mark_duplicates.sql).
+--   known      : for a campaign shard that goes ahead, the fingerprints (content_hash) of the
+--                active offers, 8 bytes each, sorted, in one bytea: records with one of them are
+--                staged without validation (trackier/fingerprint.py). Returned here, not by a query
+--                of its own, so that a shard still costs two statements (prepare and COPY) and a
+--                sync stays under 50 at a million offers. Anything but 16 hex digits (older md5 hashes) is left out.
 WITH run AS (
     SELECT coalesce(bool_or(merged_at IS NOT NULL), false) AS merged
     FROM sync_runs WHERE run_id = %(run_id)s
@@ -48,4 +53,8 @@ SELECT (SELECT merged FROM run) AS merged,
        (SELECT try_number FROM newer) AS newer_try,
        (SELECT count(*) FROM staging_lock) AS locked,
        (SELECT count(*) FROM cleared_rows) AS rows_cleared,
-       (SELECT count(*) FROM cleared_errors) AS errors_cleared
+       (SELECT count(*) FROM cleared_errors) AS errors_cleared,
+       (SELECT string_agg(decode(o.content_hash, 'hex'), ''::bytea ORDER BY o.content_hash COLLATE "C")
+        FROM offers AS o
+        WHERE %(entity)s = 'campaigns' AND (SELECT ok FROM go)
+          AND o.is_active AND length(o.content_hash) = 16 AND o.content_hash !~ '[^0-9a-f]') AS known

@@ -16,6 +16,7 @@ CREATE UNLOGGED TABLE IF NOT EXISTS {advertisers} (
     seq              bigint  NOT NULL,      -- shard * 1e9 + position: a deterministic arrival order
     page             integer,
     status           text    NOT NULL,      -- valid | rejected | duplicate
+    carried          boolean NOT NULL DEFAULT false,  -- always false here (campaigns only)
     trackier_id      text,
     long_id          text,
     hash_id          text,
@@ -38,6 +39,9 @@ CREATE UNLOGGED TABLE IF NOT EXISTS {campaigns} (
     seq              bigint  NOT NULL,
     page             integer,
     status           text    NOT NULL,
+    -- true: the record's fingerprint (content_hash) was a stored offer's, so it was staged without
+    -- validation as trackier_id, advertiser_ref and content_hash only (trackier/fingerprint.py)
+    carried          boolean NOT NULL DEFAULT false,
     trackier_id      text,
     hash_id          text,
     advertiser_ref   text,

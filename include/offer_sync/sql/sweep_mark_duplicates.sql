@@ -39,7 +39,12 @@ adv_current AS NOT MATERIALIZED (
                       WHERE n.entity = 'advertisers' AND n.shard = x.shard AND n.try_number <> x.try_number)
 ),
 cmp_current AS NOT MATERIALIZED (
-    SELECT seq, try_number, trackier_id, source_modified
+    -- A carried campaign (staged without its values) was modified when its stored offer says: the
+    -- stored row came from a record with the same fingerprint. Looked up only for duplicated ids.
+    SELECT seq, try_number, trackier_id,
+           CASE WHEN x.carried
+                THEN (SELECT o.source_modified FROM offers AS o WHERE o.trackier_id = x.trackier_id)
+                ELSE x.source_modified END AS source_modified
     FROM {campaigns} AS x
     WHERE status = 'valid'
       AND NOT EXISTS (SELECT 1 FROM stale AS n

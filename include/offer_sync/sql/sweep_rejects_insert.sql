@@ -7,6 +7,10 @@ FROM {advertisers} WHERE status = 'rejected'
 UNION ALL
 SELECT %(run_id)s, 'campaigns', trackier_id, reject_reason,
        -- an orphan's raw record was not kept in staging; rebuild the useful part of it
-       coalesce(raw, jsonb_build_object('id', trackier_id, 'advertiserId', advertiser_ref, 'title', title)::text),
+       -- (a carried orphan staged no title either: its stored offer's is the same)
+       coalesce(raw, jsonb_build_object(
+           'id', trackier_id, 'advertiserId', advertiser_ref,
+           'title', CASE WHEN carried THEN (SELECT o.title FROM offers AS o WHERE o.trackier_id = s.trackier_id)
+                         ELSE title END)::text),
        shard, page
-FROM {campaigns} WHERE status = 'rejected'
+FROM {campaigns} AS s WHERE status = 'rejected'

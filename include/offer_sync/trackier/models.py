@@ -54,7 +54,7 @@ _ID_CONTROL_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _VISIBLE = re.compile(r"[^\s\x00-\x1f\x7f-\x9f]")
 
 
-def _id_to_str(value: Any) -> Any:
+def id_to_str(value: Any) -> Any:
     """Trackier ids are integers in v2 and strings in the fixture; we keep them as opaque strings.
 
     Anything else (a boolean, an object, a fractional number) is left alone so that the ``str``
@@ -140,6 +140,12 @@ class PayoutRule(BaseModel):
     geo: TagList = Field(default_factory=list)
 
 
+#: Keys of a campaign record that ``Campaign._normalize_input`` reads besides the fields' names and
+#: aliases (the specification's shape). A resync skips records whose fingerprint over these keys and
+#: the fields is unchanged (``fingerprint.py``): a key read here and missing there would go unseen.
+CAMPAIGN_SHAPE_KEYS: tuple[str, ...] = ("name", "advertiser_id", "payout", "category")
+
+
 class Campaign(BaseModel):
     """A Trackier campaign, which becomes one row of ``offers``."""
 
@@ -188,7 +194,7 @@ class Campaign(BaseModel):
             data["categories"] = [data["category"]]
         for key in ("id", "hashId", "advertiserId"):
             if key in data and type(data[key]) is not str:
-                data[key] = _id_to_str(data[key])
+                data[key] = id_to_str(data[key])
         rules = data.get("payouts")
         if isinstance(rules, list):
             # A rule is copied only when its _id must change (the caller's record is kept raw for
@@ -204,7 +210,7 @@ class Campaign(BaseModel):
                 if "_id" in rule and type(rule["_id"]) is not str:
                     if fixed is None:
                         fixed = list(rules)
-                    fixed[i] = {**rule, "_id": _id_to_str(rule["_id"])}
+                    fixed[i] = {**rule, "_id": id_to_str(rule["_id"])}
             if fixed is not None:
                 data["payouts"] = fixed
         return data
@@ -326,7 +332,7 @@ class Advertiser(BaseModel):
         data = dict(data)
         for key in ("id", "_id", "hashId"):
             if key in data:
-                data[key] = _id_to_str(data[key])
+                data[key] = id_to_str(data[key])
         return data
 
     @model_validator(mode="after")
@@ -444,8 +450,13 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def campaign_row(c: Campaign) -> tuple[Any, ...]:
-    """The staging row of a valid campaign, in ``CAMPAIGN_COLUMNS`` order (COPY-ready values)."""
+def campaign_row(c: Campaign, content_hash: str) -> tuple[Any, ...]:
+    """The staging row of a valid campaign, in ``CAMPAIGN_COLUMNS`` order (COPY-ready values).
+
+    ``content_hash`` is the record's fingerprint (``fingerprint.campaign_fingerprint`` of the raw
+    record it was validated from): computed from the source, before validation, so that a resync
+    can recognise an unchanged record without validating it.
+    """
     # Amounts rounded to the 6 decimals numeric(18,6) keeps, so that equal amounts hash equal.
     payouts = [
         {
@@ -482,8 +493,7 @@ def campaign_row(c: Campaign) -> tuple[Any, ...]:
         _iso(c.created),
         _iso(c.modified),
     )
-    # The advertiser reference is compared as the brand it resolves to, in SQL; hash the rest here.
-    return (*row, _content_hash((row[1], *row[3:])))
+    return (*row, content_hash)
 
 
 def advertiser_row(a: Advertiser) -> tuple[Any, ...]:
@@ -587,11 +597,29 @@ def validate_page(model: type[Campaign] | type[Advertiser], records: list[Any]) 
         return adapter.validate_python(records), []
     except ValidationError:
         pass
-    valid: list[Any] = []
+    valid, rejects = _one_by_one(model, records)
+    return [record for _, record in valid], rejects
+
+
+def validate_positions(
+    model: type[Campaign] | type[Advertiser], records: list[Any]
+) -> tuple[list[tuple[int, Any]], list[Reject]]:
+    """``validate_page`` with each valid record's position in ``records`` (to pair it with its fingerprint)."""
+    adapter = _CAMPAIGN_PAGE if model is Campaign else _ADVERTISER_PAGE
+    try:
+        return list(enumerate(adapter.validate_python(records))), []
+    except ValidationError:
+        return _one_by_one(model, records)
+
+
+def _one_by_one(
+    model: type[Campaign] | type[Advertiser], records: list[Any]
+) -> tuple[list[tuple[int, Any]], list[Reject]]:
+    valid: list[tuple[int, Any]] = []
     rejects: list[Reject] = []
-    for record in records:
+    for position, record in enumerate(records):
         try:
-            valid.append(model.model_validate(record))
+            valid.append((position, model.model_validate(record)))
         except ValidationError as exc:
             rejects.append(Reject(_record_key(record), describe_errors(exc), _raw(record)))
     return valid, rejects

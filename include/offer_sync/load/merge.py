@@ -122,10 +122,15 @@ def merge_sweep(
                 carried = int(sweep.get("campaigns_carried") or 0)
                 if offers_empty and carried:
                     raise CarriedOffersLostError(_lost_message(carried))
-                # An empty offers table (the first sync): every valid campaign is new, nothing to compare.
+                # An empty offers table (the first sync): every valid campaign is new, nothing to compare,
+                # and its constraints are built once after the insert instead of row by row.
+                if offers_empty:
+                    conn.execute(query("merge_offers_first_defer"))
                 added, updated, reactivated, seen, _rows, _audit, lost = conn.execute(
                     query("merge_offers_first" if offers_empty else "merge_offers", **names), params
                 ).fetchone()
+                if offers_empty:
+                    conn.execute(query("merge_offers_first_restore"))
                 if lost:
                     raise CarriedOffersLostError(_lost_message(lost))  # rolls the merge back
                 t2 = time.perf_counter()

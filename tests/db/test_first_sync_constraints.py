@@ -1,0 +1,86 @@
+"""Issue 14: the first sync builds offers' constraints once, after its insert, and leaves them as declared.
+
+``merge_offers_first_defer.sql`` drops the unique constraint, the brand index and the foreign key
+before filling the empty table and ``merge_offers_first_restore.sql`` builds them back in the same
+transaction. What must hold: afterwards the table has exactly the constraints and indexes
+``schema.sql`` declares, and they work; a role that may not alter the table syncs with them in place.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+from urllib.parse import urlsplit
+
+import psycopg
+import pytest
+
+from devtools.fake_trackier import Catalogue
+from devtools.inline import run_sync
+from include.offer_sync.db import connect
+from include.offer_sync.load.schema import ensure_schema
+from include.offer_sync.settings import DatabaseSettings
+from tests.helpers import trackier_settings
+
+DEFINITIONS = """
+    SELECT 'constraint', conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'offers'::regclass
+    UNION ALL
+    SELECT 'index', indexname, indexdef FROM pg_indexes WHERE tablename = 'offers'
+    ORDER BY 1, 2
+"""
+
+
+def test_the_first_sync_leaves_offers_with_the_constraints_schema_sql_declares(fake_trackier, offers_db, sql) -> None:
+    with connect(offers_db) as conn:
+        ensure_schema(conn)
+    declared = sql(DEFINITIONS)
+    assert ("constraint", "offers_brand_id_fkey", "FOREIGN KEY (brand_id) REFERENCES brands(id)") in declared
+    api = trackier_settings(fake_trackier(Catalogue(4, 120, seed=5)), page_size=40)
+    result = run_sync(offers_db, api, "run-1")
+    assert result["added"] == 120
+    assert sql("SELECT metrics->>'merge_path' FROM sync_runs WHERE run_id = 'run-1'") == [("first_sync",)]
+    assert sql(DEFINITIONS) == declared
+    # ... and they hold: an unknown brand and a second row for an id are refused.
+    with pytest.raises(psycopg.errors.ForeignKeyViolation):
+        sql(
+            "INSERT INTO offers (trackier_id, brand_id, title, currency, content_hash) VALUES ('x', -1, 't', 'USD', 'h')"
+        )
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        sql(
+            "INSERT INTO offers (trackier_id, brand_id, title, currency, content_hash) "
+            "SELECT trackier_id, brand_id, title, currency, content_hash FROM offers LIMIT 1"
+        )
+    # The next sync takes the general path on the same constraints.
+    assert run_sync(offers_db, api, "run-2")["unchanged"] == 120
+    assert sql(DEFINITIONS) == declared
+
+
+@pytest.fixture
+def writer_role(offers_db_url: str) -> Any:
+    """A login role with the rights a locked-down deployment grants: data and staging, not ownership."""
+    role = f"offer_sync_writer_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(offers_db_url, autocommit=True) as admin:
+        ensure_schema(admin)
+        admin.execute(f'CREATE ROLE "{role}" LOGIN')
+        admin.execute(f'GRANT CREATE, USAGE ON SCHEMA public TO "{role}"')
+        admin.execute(f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "{role}"')
+        admin.execute(f'GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO "{role}"')
+    yield (
+        urlsplit(offers_db_url)
+        ._replace(netloc=f"{role}@{urlsplit(offers_db_url).hostname}:{urlsplit(offers_db_url).port or 5432}")
+        .geturl()
+    )
+    with psycopg.connect(offers_db_url, autocommit=True) as admin:
+        admin.execute(f'DROP OWNED BY "{role}"')
+        admin.execute(f'DROP ROLE "{role}"')
+
+
+def test_a_role_that_does_not_own_offers_runs_the_first_sync_with_its_constraints(
+    fake_trackier, writer_role, sql
+) -> None:
+    declared = sql(DEFINITIONS)
+    api = trackier_settings(fake_trackier(Catalogue(4, 120, seed=6)), page_size=40)
+    result = run_sync(DatabaseSettings(conninfo=writer_role), api, "run-1")
+    assert (result["status"], result["added"]) == ("completed", 120)
+    assert sql("SELECT count(*) FROM offers") == [(120,)]
+    assert sql(DEFINITIONS) == declared

@@ -43,7 +43,8 @@ def test_the_first_sync_leaves_offers_with_the_constraints_schema_sql_declares(f
     # ... and they hold: an unknown brand and a second row for an id are refused.
     with pytest.raises(psycopg.errors.ForeignKeyViolation):
         sql(
-            "INSERT INTO offers (trackier_id, brand_id, title, currency, content_hash) VALUES ('x', -1, 't', 'USD', 'h')"
+            "INSERT INTO offers (trackier_id, brand_id, title, currency, content_hash) "
+            "VALUES ('x', -1, 't', 'USD', 'h')"
         )
     with pytest.raises(psycopg.errors.UniqueViolation):
         sql(

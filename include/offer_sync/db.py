@@ -115,7 +115,7 @@ def query(name: str, **identifiers: str) -> sql.Composed | sql.SQL:
 class CountingCursor(psycopg.Cursor[Any]):
     """Counts the statements this process sends, for the run's measurements.
 
-    ``execute`` and ``copy`` count one each, ``executemany`` one per parameter set (as PostgreSQL's
+    ``execute``, ``stream`` and ``copy`` count one each, ``executemany`` one per parameter set (as PostgreSQL's
     ``pg_stat_statements`` would count its calls).
     """
 
@@ -127,6 +127,10 @@ class CountingCursor(psycopg.Cursor[Any]):
         params_seq = list(params_seq)
         STATEMENTS.count += len(params_seq)
         super().executemany(query, params_seq, **kwargs)
+
+    def stream(self, query: Any, params: Any = None, **kwargs: Any) -> Any:  # type: ignore[override]
+        STATEMENTS.count += 1
+        return super().stream(query, params, **kwargs)
 
     def copy(self, statement: Any, params: Any = None, **kwargs: Any) -> Any:  # type: ignore[override]
         STATEMENTS.count += 1

@@ -169,14 +169,9 @@ def extract_shard(
     # Autocommit: the clean-up is one statement and the COPY is its own transaction (a COPY lands
     # whole or not at all), which keeps the statements per shard at two, whatever the shard size.
     with connect(db, autocommit=True) as conn, conn.cursor() as cur:
-        newer_try = None
+        newer_try, known = None, KnownFingerprints()
         try:
-            # binary: `known` is a bytea of 8 bytes per active offer (no hex text to decode)
-            merged, newer_try, *_, known_bytes = cur.execute(
-                query("shard_prepare", table=tables.table_for(entity), tries=tables.tries),
-                {"run_id": run_id, "entity": entity, "shard": index, "try_number": try_number},
-                binary=True,
-            ).fetchone()
+            merged, newer_try, known = _prepare_shard(cur, tables, entity, run_id, index, try_number)
         except psycopg.errors.UndefinedTable:
             merged = is_merged(get_run(conn, run_id))  # staging is gone: only a finished run drops it
             if not merged:
@@ -192,8 +187,6 @@ def extract_shard(
             log.info("%s: run %s already merged; nothing to fetch", shard["label"], run_id)
             summary.wall_s = time.perf_counter() - started
             return summary
-        known = KnownFingerprints.from_bytes(known_bytes)
-        del known_bytes
         stage_page = _stage_advertisers if entity == "advertisers" else _stage_campaigns
         writer = ShardWriter(cur, tables.table_for(entity), entity, index, try_number)
         try:
@@ -247,6 +240,30 @@ def extract_shard(
         summary.wall_s,
     )
     return summary
+
+
+def _prepare_shard(
+    cur: psycopg.Cursor[Any], tables: StagingTables, entity: str, run_id: str, index: int, try_number: int
+) -> tuple[bool, int | None, KnownFingerprints]:
+    """``shard_prepare.sql``: (merged, newer_try, the run's known fingerprints for a campaign shard).
+
+    One row per chunk of the known fingerprints (one row without them for any other shard), streamed
+    in single-row mode and binary (bytea as bytes): the array is allocated once at its final size
+    and no second copy of the values is held.
+    """
+    merged, newer_try, known, chunks = False, None, KnownFingerprints(), 0
+    for row in cur.stream(
+        query("shard_prepare", table=tables.table_for(entity), tries=tables.tries, known=tables.known),
+        {"run_id": run_id, "entity": entity, "shard": index, "try_number": try_number},
+        binary=True,
+    ):
+        merged, newer_try, total_bytes, chunk = row[0], row[1], row[5], row[6]
+        if chunk is not None:
+            if chunks == 0:
+                known = KnownFingerprints(total_bytes)
+            known.add(chunk)
+            chunks += 1
+    return merged, newer_try, known.seal()
 
 
 def _stage_advertisers(page: Page, writer: ShardWriter, summary: ShardSummary, known: KnownFingerprints) -> None:

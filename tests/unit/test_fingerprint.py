@@ -153,3 +153,24 @@ def test_the_fingerprint_is_what_the_payload_bytes_say_not_the_python_objects() 
     """The same JSON bytes parsed twice give the same fingerprint (what a resync sees)."""
     raw = orjson.dumps(SAMPLES["fake server"])
     assert campaign_fingerprint(orjson.loads(raw)) == campaign_fingerprint(orjson.loads(raw))
+
+
+def test_known_fingerprints_streamed_in_chunks_equal_the_whole() -> None:
+    stored = sorted(bytes.fromhex(campaign_fingerprint({**REAL_CAMPAIGN, "id": i}) or "") for i in range(300))
+    whole = b"".join(stored)
+    known = KnownFingerprints(len(whole))
+    for start in range(0, len(whole), 8 * 64):  # chunks of 64 values, as the server sends them
+        known.add(whole[start : start + 8 * 64])
+    known.seal()
+    assert len(known) == 300
+    assert all(fp.hex() in known for fp in stored)
+
+
+def test_known_fingerprints_check_that_what_was_announced_arrived() -> None:
+    value = bytes.fromhex("0123456789abcdef")
+    short = KnownFingerprints(16)
+    short.add(value)
+    with pytest.raises(ValueError, match="1 of 2 announced values arrived"):
+        short.seal()
+    with pytest.raises(ValueError, match="more values than the 1 announced"):
+        KnownFingerprints(8).add(value * 2)

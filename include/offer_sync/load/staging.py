@@ -60,8 +60,13 @@ class StagingTables:
         """Which Airflow tries started loading which shard (see ``shard_prepare.sql``)."""
         return f"{STAGING_PREFIX}{self.run_key}_tries"
 
+    @property
+    def known(self) -> str:
+        """The fingerprints of the offers active when the run started (``staging_create.sql``)."""
+        return f"{STAGING_PREFIX}{self.run_key}_known"
+
     def names(self) -> dict[str, str]:
-        return {name: getattr(self, name) for name in ("advertisers", "campaigns", "aliases", "tries")}
+        return {name: getattr(self, name) for name in ("advertisers", "campaigns", "aliases", "tries", "known")}
 
     def table_for(self, entity: str) -> str:
         return self.advertisers if entity == "advertisers" else self.campaigns

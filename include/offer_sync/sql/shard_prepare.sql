@@ -8,11 +8,12 @@
 -- session (the connection): the sweep check waits for it (sweep_seal.sql), so rows of a try still
 -- loading always land before the check. Two tries that prepared at the same time both load; the
 -- check keeps only the newest try's rows (sweep_mark_duplicates.sql).
---   known      : for a campaign shard that goes ahead, the fingerprints (content_hash) of the
---                active offers, 8 bytes each, sorted, in one bytea: records with one of them are
---                staged without validation (trackier/fingerprint.py). Returned here, not by a query
---                of its own, so that a shard still costs two statements (prepare and COPY) and a
---                sync stays under 50 at a million offers. Anything but 16 hex digits (older md5 hashes) is left out.
+--   known      : for a campaign shard that goes ahead, the run's snapshot of the active offers'
+--                fingerprints (staging_create.sql), one row per chunk in ascending order, each
+--                row repeating the columns above: the caller streams them (single-row mode) into
+--                one array. Returned here, not by a query of its own, so that a shard still costs
+--                two statements (prepare and COPY) and a sync stays under 50 at a million offers.
+--                Any other shard gets one row, with known NULL.
 WITH run AS (
     SELECT coalesce(bool_or(merged_at IS NOT NULL), false) AS merged
     FROM sync_runs WHERE run_id = %(run_id)s
@@ -48,13 +49,17 @@ cleared_errors AS (
     DELETE FROM sync_page_errors
     WHERE run_id = %(run_id)s AND entity = %(entity)s AND shard = %(shard)s AND (SELECT ok FROM go)
     RETURNING 1
+),
+outcome AS (
+    SELECT (SELECT merged FROM run) AS merged,
+           (SELECT try_number FROM newer) AS newer_try,
+           (SELECT count(*) FROM staging_lock) AS locked,
+           (SELECT count(*) FROM cleared_rows) AS rows_cleared,
+           (SELECT count(*) FROM cleared_errors) AS errors_cleared,
+           (SELECT ok FROM go) AND %(entity)s = 'campaigns' AS wants_known
 )
-SELECT (SELECT merged FROM run) AS merged,
-       (SELECT try_number FROM newer) AS newer_try,
-       (SELECT count(*) FROM staging_lock) AS locked,
-       (SELECT count(*) FROM cleared_rows) AS rows_cleared,
-       (SELECT count(*) FROM cleared_errors) AS errors_cleared,
-       (SELECT string_agg(decode(o.content_hash, 'hex'), ''::bytea ORDER BY o.content_hash COLLATE "C")
-        FROM offers AS o
-        WHERE %(entity)s = 'campaigns' AND (SELECT ok FROM go)
-          AND o.is_active AND length(o.content_hash) = 16 AND o.content_hash !~ '[^0-9a-f]') AS known
+SELECT o.merged, o.newer_try, o.locked, o.rows_cleared, o.errors_cleared,
+       sum(length(k.fingerprints)) OVER () AS known_bytes, k.fingerprints AS known
+FROM outcome AS o
+LEFT JOIN {known} AS k ON o.wants_known
+ORDER BY k.chunk

@@ -114,25 +114,44 @@ class KnownFingerprints:
     """The fingerprints of the active offers, as a sorted array: 8 bytes per offer.
 
     A Python ``set`` of a million ints costs about 60 MB; the array costs 8 MB and a lookup (binary
-    search) about 1.4 us.
+    search) about 1.4 us. It is filled chunk by chunk as PostgreSQL streams them
+    (``staging_create.sql``, ``shard_prepare.sql``) into an array allocated once at its final size:
+    no second copy of the million values is ever held.
     """
 
-    __slots__ = ("_values",)
+    __slots__ = ("_filled", "_values")
 
-    def __init__(self, values: array[int]) -> None:
-        self._values = values
+    def __init__(self, total_bytes: int = 0) -> None:
+        if total_bytes % 8:
+            raise ValueError(f"known fingerprints: {total_bytes} bytes is not a whole number of 8-byte values")
+        self._values = array("Q", [0]) * (total_bytes // 8)
+        self._filled = 0
 
     @classmethod
     def from_bytes(cls, data: bytes | None) -> KnownFingerprints:
-        """From ``shard_prepare.sql``'s ``known``: the 8-byte values concatenated, sorted ascending."""
-        values = array("Q")
+        """From the 8-byte values concatenated, sorted ascending (big-endian, as PostgreSQL sends them)."""
+        known = cls(len(data or b""))
         if data:
-            if len(data) % 8:
-                raise ValueError(f"known fingerprints: {len(data)} bytes is not a whole number of 8-byte values")
-            values.frombytes(data)
-            if sys.byteorder == "little":
-                values.byteswap()  # PostgreSQL sends them big-endian (bytea of decoded hex)
-        return cls(values)
+            known.add(data)
+        return known.seal()
+
+    def add(self, chunk: bytes) -> None:
+        """Append the next chunk (8-byte big-endian values, ascending, each chunk after the last)."""
+        part = array("Q")
+        part.frombytes(chunk)  # raises ValueError for a torn value
+        end = self._filled + len(part)
+        if end > len(self._values):
+            raise ValueError(f"known fingerprints: more values than the {len(self._values)} announced")
+        self._values[self._filled : end] = part
+        self._filled = end
+
+    def seal(self) -> KnownFingerprints:
+        """Check that every announced value arrived and put them in this machine's byte order."""
+        if self._filled != len(self._values):
+            raise ValueError(f"known fingerprints: {self._filled} of {len(self._values)} announced values arrived")
+        if sys.byteorder == "little":
+            self._values.byteswap()
+        return self
 
     def __len__(self) -> int:
         return len(self._values)

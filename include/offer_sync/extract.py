@@ -7,6 +7,7 @@ Nothing but a small summary leaves this function; the records go to PostgreSQL.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import logging
 import resource
@@ -95,9 +96,32 @@ def _calm_garbage_collector() -> None:
     burst also triggers generation scans over everything alive - under Airflow, hundreds of
     thousands of objects from its imports. Freezing those (they live as long as the process) and
     collecting less often roughly halved the CPU per record in a profile of a 100k sync.
+
+    Garbage of earlier tasks is collected first: under ``airflow dags test`` every task runs in this
+    one process, and a cycle frozen here would never be freed.
     """
+    gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
+
+
+def _return_memory() -> None:
+    """Collect this task's garbage and hand the freed heap back to the operating system.
+
+    Under ``airflow dags test`` (and a Celery worker's long-lived process) the next task runs in this
+    process: without this its resident memory only grew, task after task, ~2-4 MB per 125k-record
+    shard at 1M, and the known fingerprints (8 MB) of the next shard were allocated anew on top.
+    Measured at 1M under ``airflow dags test`` (VmHWM after the last extract task): first sync
+    298.3 -> 289.3 MB, no-change resync 310.9 -> 296.5 MB. ``malloc_trim`` is glibc's; elsewhere
+    this only collects.
+    """
+    gc.collect()
+    try:
+        libc = ctypes.CDLL(None)
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim(0)
 
 
 def peak_rss_mb() -> float:
@@ -227,6 +251,8 @@ def extract_shard(
     summary.requests, summary.retries, summary.retry_wait_s = stats.requests, stats.retries, stats.wait_s
     summary.wall_s = time.perf_counter() - started
     summary.peak_rss_mb = peak_rss_mb()
+    del known
+    _return_memory()
     log.info(
         "%s: %d pages, %d records (%d valid, %d rejected), %d failed pages, %d requests (%d retried) in %.1fs",
         shard["label"],

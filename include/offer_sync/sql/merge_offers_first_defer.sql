@@ -1,10 +1,12 @@
 -- Before the first sync fills the EMPTY offers table (merge_offers_first.sql), drop the unique
 -- constraint on trackier_id, the brand index and the foreign key to brands; they come back, built
 -- in one pass each, right after the insert, in the same transaction (merge_offers_first_restore.sql).
--- Why: maintaining them row by row was 40% of a million-offer first merge. Measured
--- on a staged sweep of 1M fake campaigns, each variant rolled back: the insert with everything in place
--- 29.4 s; without the foreign key (one trigger call per row) 24.5 s + 0.6 s to add it back; without
--- the foreign key, the unique constraint and the brand index 15.3 s + 2.3 s to build them back.
+-- Why: maintaining them row by row (a trigger call per row for the foreign key, random inserts
+-- into the text index) costs more than building them once. Measured: a staged 100k sweep, each
+-- variant rolled back, twice: 2.58/2.85 s with everything in place, 2.37/2.20 s this way (rebuild
+-- included); under `airflow dags test` at 1M, the merge task 22.9 s before and 20.2 s after (same
+-- machine, minutes apart). A single 1M trial that read staging cold for its first variant had
+-- suggested 29.4 against 17.6 s; most of that gap was the cold read, not this change.
 -- The cost: DROP CONSTRAINT takes an ACCESS EXCLUSIVE lock on offers until the merge commits, so
 -- a reader of the (still empty) table waits for the first sync instead of seeing it empty.
 -- Only what exists under the names schema.sql gives it is dropped, and only when this role may

@@ -66,11 +66,8 @@ def writer_role(offers_db_url: str) -> Any:
         admin.execute(f'GRANT CREATE, USAGE ON SCHEMA public TO "{role}"')
         admin.execute(f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "{role}"')
         admin.execute(f'GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO "{role}"')
-    yield (
-        urlsplit(offers_db_url)
-        ._replace(netloc=f"{role}@{urlsplit(offers_db_url).hostname}:{urlsplit(offers_db_url).port or 5432}")
-        .geturl()
-    )
+    url = urlsplit(offers_db_url)
+    yield url._replace(netloc=f"{role}@{url.hostname}:{url.port or 5432}").geturl()
     with psycopg.connect(offers_db_url, autocommit=True) as admin:
         admin.execute(f'DROP OWNED BY "{role}"')
         admin.execute(f'DROP ROLE "{role}"')

@@ -14,6 +14,7 @@ import pytest
 from devtools.fake_trackier import Catalogue
 from devtools.inline import run_sync, stage_sync
 from include.offer_sync.errors import SweepRejectedError
+from include.offer_sync.trackier.models import CAMPAIGN_COLUMNS
 from tests.helpers import trackier_settings
 
 COUNTS = ("added", "updated", "unchanged", "deactivated", "reactivated", "rejected")
@@ -181,28 +182,10 @@ def test_first_sync_path_writes_exactly_what_the_general_merge_writes(fake_track
     _stage_sweep(offers_db, trackier_settings(server, page_size=20), "run-1")
     names = StagingTables.for_run("run-1").names()
     params = {"run_id": "run-1"}
+    # Every offers column filled from staging (the advertiser reference becomes brand_id, compared
+    # by the brand's trackier_id below), and the ones the merge sets itself.
     stored = (
-        "trackier_id",
-        "hash_id",
-        "title",
-        "description",
-        "status",
-        "visibility",
-        "currency",
-        "comm_model",
-        "payout",
-        "payout_currency",
-        "revenue",
-        "payouts",
-        "geo",
-        "device",
-        "os",
-        "categories",
-        "url",
-        "preview_url",
-        "source_created",
-        "source_modified",
-        "content_hash",
+        *(c for c in CAMPAIGN_COLUMNS if c != "advertiser_ref"),
         "is_active",
         "deactivated_at",
         "last_sync_run_id",

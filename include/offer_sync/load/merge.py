@@ -122,15 +122,15 @@ def merge_sweep(
                 carried = int(sweep.get("campaigns_carried") or 0)
                 if offers_empty and carried:
                     raise CarriedOffersLostError(_lost_message(carried))
-                # An empty offers table (the first sync): every valid campaign is new, nothing to compare,
-                # and its constraints are built once after the insert instead of row by row.
                 if offers_empty:
+                    # The first sync: every valid campaign is new, nothing to compare, and the table's
+                    # constraints are built once after the insert instead of row by row.
                     conn.execute(query("merge_offers_first_defer"))
-                added, updated, reactivated, seen, _rows, _audit, lost = conn.execute(
-                    query("merge_offers_first" if offers_empty else "merge_offers", **names), params
-                ).fetchone()
-                if offers_empty:
+                    merged_offers = conn.execute(query("merge_offers_first", **names), params).fetchone()
                     conn.execute(query("merge_offers_first_restore"))
+                else:
+                    merged_offers = conn.execute(query("merge_offers", **names), params).fetchone()
+                added, updated, reactivated, seen, _rows, _audit, lost = merged_offers
                 if lost:
                     raise CarriedOffersLostError(_lost_message(lost))  # rolls the merge back
                 t2 = time.perf_counter()

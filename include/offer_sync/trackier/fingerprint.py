@@ -127,14 +127,6 @@ class KnownFingerprints:
         self._values = array("Q", [0]) * (total_bytes // 8)
         self._filled = 0
 
-    @classmethod
-    def from_bytes(cls, data: bytes | None) -> KnownFingerprints:
-        """From the 8-byte values concatenated, sorted ascending (big-endian, as PostgreSQL sends them)."""
-        known = cls(len(data or b""))
-        if data:
-            known.add(data)
-        return known.seal()
-
     def add(self, chunk: bytes) -> None:
         """Append the next chunk (8-byte big-endian values, ascending, each chunk after the last)."""
         part = array("Q")

@@ -587,24 +587,21 @@ _ADVERTISER_PAGE = TypeAdapter(list[Advertiser])
 
 
 def validate_page(model: type[Campaign] | type[Advertiser], records: list[Any]) -> tuple[list[Any], list[Reject]]:
-    """Validate a page: the valid records, and a ``Reject`` for every invalid one.
-
-    The whole-page adapter is tried first because it is several times faster than a Python loop;
-    a page with errors is validated again record by record so that each keeps its own verdict.
-    """
-    adapter = _CAMPAIGN_PAGE if model is Campaign else _ADVERTISER_PAGE
-    try:
-        return adapter.validate_python(records), []
-    except ValidationError:
-        pass
-    valid, rejects = _one_by_one(model, records)
+    """Validate a page: the valid records, and a ``Reject`` for every invalid one (``validate_positions``)."""
+    valid, rejects = validate_positions(model, records)
     return [record for _, record in valid], rejects
 
 
 def validate_positions(
     model: type[Campaign] | type[Advertiser], records: list[Any]
 ) -> tuple[list[tuple[int, Any]], list[Reject]]:
-    """``validate_page`` with each valid record's position in ``records`` (to pair it with its fingerprint)."""
+    """Validate a page: each valid record with its position in ``records``, and a ``Reject`` for every
+    invalid one.
+
+    The whole-page adapter is tried first because it is several times faster than a Python loop;
+    a page with errors is validated again record by record so that each keeps its own verdict.
+    The positions pair a campaign with the fingerprint of the raw record it came from.
+    """
     adapter = _CAMPAIGN_PAGE if model is Campaign else _ADVERTISER_PAGE
     try:
         return list(enumerate(adapter.validate_python(records))), []

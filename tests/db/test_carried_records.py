@@ -167,3 +167,25 @@ def test_an_offer_whose_stored_hash_is_older_than_fingerprints_is_validated(sync
     assert (result["updated"], result["unchanged"]) == (0, 200)
     assert sql("SELECT count(*) FROM offer_audit WHERE run_id = 'run-2'") == [(0,)]
     assert sync(db, api, "run-3")[0] == 200
+
+
+def test_a_stale_copy_beside_a_carried_campaign_does_not_win(fake_trackier, offers_db, sql) -> None:
+    """Duplicates keep the copy modified last. A carried copy stages no timestamp of its own: its stored
+    offer's is used, so an older copy that follows it in the feed (and would win on arrival order)
+    does not overwrite the stored offer."""
+    advertisers = [{"id": "adv_001", "name": "Test Brand"}]
+    current = {
+        "id": "camp_1",
+        "advertiser_id": "adv_001",
+        "name": "Current title",
+        "payout": {"amount": 5.0, "currency": "USD"},
+        "modified": "2024-05-02T00:00:00Z",
+    }
+    stale = {**current, "name": "Stale title", "modified": "2024-05-01T00:00:00Z"}
+    first = Catalogue.from_fixture({"advertisers": advertisers, "campaigns": [current]})
+    sync(offers_db, trackier_settings(fake_trackier(first)), "run-1")
+    both = Catalogue.from_fixture({"advertisers": advertisers, "campaigns": [current, stale]})
+    n, result = sync(offers_db, trackier_settings(fake_trackier(both)), "run-2")
+    assert n == 1, "the current copy is carried, the stale one validated"
+    assert (result["duplicates"], result["updated"], result["unchanged"]) == (1, 0, 1)
+    assert sql("SELECT title FROM offers") == [("Current title",)]

@@ -37,7 +37,9 @@ def _seconds(run: dict[str, Any]) -> float:
     return round((end - start).total_seconds(), 2)
 
 
-def bench_size(size: str, pg_admin_url: str, seed: int, change_seed: int) -> dict[str, Any]:
+def bench_size(
+    size: str, pg_admin_url: str, seed: int, change_seed: int, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
     sys.path.insert(0, str(REPO_ROOT))
     from devtools.airflow_server import running_airflow  # the tests' harness: one way to start Airflow
 
@@ -48,7 +50,7 @@ def bench_size(size: str, pg_admin_url: str, seed: int, change_seed: int) -> dic
         fake = FakeServer(workdir, advertisers, offers, seed, API_KEY).start()
         try:
             url = db.create("bench_local_executor")
-            conn = trackier_conn_for(fake.url, API_KEY, page_size=PAGE_SIZE, requests_per_second=0)
+            conn = trackier_conn_for(fake.url, API_KEY, page_size=PAGE_SIZE, requests_per_second=0, **(extra or {}))
             with running_airflow(trackier_conn=conn, offers_db_url=url, pg_admin_url=pg_admin_url) as af:
                 af.wait_for_dag()
                 af.unpause()  # the scheduler starts the catch-up run: the first sync
@@ -91,14 +93,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--change-seed", type=int, default=9)
+    parser.add_argument("--ours-extra", type=json.loads, default={}, help="JSON merged into the trackier_api extra")
+    parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
-    results = json.loads(OUT.read_text()) if OUT.exists() else {}
+    out = args.out
+    results = json.loads(out.read_text()) if out.exists() else {}
     for size in args.sizes.split(","):
         print(f"size {size}", flush=True)
-        results[size] = bench_size(size, args.pg_admin_url, args.seed, args.change_seed)
-        OUT.parent.mkdir(parents=True, exist_ok=True)
-        OUT.write_text(json.dumps(results, indent=1))
-    print(f"wrote {OUT}")
+        results[size] = bench_size(size, args.pg_admin_url, args.seed, args.change_seed, args.ours_extra)
+        results[size]["ours_extra"] = args.ours_extra
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=1))
+    print(f"wrote {out}")
     return 0
 
 

@@ -33,7 +33,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -124,6 +124,8 @@ class Context:
     workdir: Path
     logs: Path
     airflow_home: Path
+    #: Extra fields for ours' ``trackier_api`` connection (``--ours-extra``), e.g. an A/B of a setting.
+    ours_extra: dict[str, Any] = field(default_factory=dict)
 
 
 def measure(ctx: Context, system: System, scenario: str, action: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -195,7 +197,7 @@ def ours_conn(ctx: Context) -> dict[str, Any]:
         "conn_type": "http",
         "host": ctx.fake.url,
         "password": API_KEY,
-        "extra": {"page_size": PAGE_SIZE, "requests_per_second": 0},
+        "extra": {"page_size": PAGE_SIZE, "requests_per_second": 0, **ctx.ours_extra},
     }
 
 
@@ -400,7 +402,9 @@ def bench_size(size: str, args: argparse.Namespace, workroot: Path, logs: Path, 
             }
             if db.note:
                 log(f"  NOTE: {db.note}")
-            ctx = Context(size, offers, advertisers, db, fake, catalogue, args.change_seed, workdir, logs, home)
+            ctx = Context(
+                size, offers, advertisers, db, fake, catalogue, args.change_seed, workdir, logs, home, args.ours_extra
+            )
             env = airflow_env(home, trackier_conn=ours_conn(ctx), offers_db_url=db.url(OURS.database or ""))
             prepare_home(home, env)  # serialize the DAG as it is now (others may be editing it)
             for key in args.systems:
@@ -500,6 +504,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--markdown", type=Path, default=REPO_ROOT / "BENCHMARKS.md")
     p.add_argument("--chart", type=Path, default=REPO_ROOT / "docs" / "benchmark.png")
     p.add_argument("--fresh", action="store_true", help="forget sizes measured earlier in results.json")
+    p.add_argument(
+        "--ours-extra",
+        type=json.loads,
+        default={},
+        help="JSON merged into ours' trackier_api connection extra, e.g. '{\"validate_processes\": 0}'",
+    )
     args = p.parse_args(argv)
     args.sizes = [s.strip().lower() for s in args.sizes.split(",") if s.strip()]
     unknown = [s for s in args.sizes if s not in SIZES]

@@ -38,6 +38,10 @@ DEFAULT_PAGES_PER_SHARD, MAX_PAGES_PER_SHARD = 50, 10_000
 DEFAULT_MAX_SHARDS, MAX_MAX_SHARDS = 8, 64
 #: Pages one extract task fetches at once (numbered pages only; a cursor stream is sequential).
 DEFAULT_FETCH_THREADS = 2
+#: Processes that validate one extract task's pages (``extract_pool.py``), capped by the usable cores;
+#: fewer than 2 (or a shard under POOL_MIN_RECORDS) and the task process validates every page itself.
+DEFAULT_VALIDATE_PROCESSES, MAX_VALIDATE_PROCESSES = 2, 16
+POOL_MIN_RECORDS = 20_000
 
 # --- retries ------------------------------------------------------------------------------------
 TASK_RETRIES_ENV, DEFAULT_TASK_RETRIES = "OFFER_SYNC_TASK_RETRIES", 3

@@ -145,6 +145,9 @@ class ShardSummary(TypedDict):
     stage_s: float
     wall_s: float
     peak_rss_mb: float
+    processes: int  # validation workers used (0: none, the task process validated every page)
+    worker_wait_s: float
+    worker_peak_rss_mb: float  # the workers' largest VmHWM, shared copy-on-write pages included
     last_page: int | None
     expected_total: int | None
     probe_requests: int

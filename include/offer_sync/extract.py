@@ -17,23 +17,16 @@ from typing import Any
 
 import psycopg
 
-from include.offer_sync.constants import DEFAULT_FETCH_THREADS
+from include.offer_sync.constants import DEFAULT_FETCH_THREADS, DEFAULT_VALIDATE_PROCESSES, POOL_MIN_RECORDS
 from include.offer_sync.db import connect, query
 from include.offer_sync.errors import SyncError
+from include.offer_sync.extract_pool import page_pool, pool_size
 from include.offer_sync.load.runs import get_run, is_merged
 from include.offer_sync.load.staging import ShardWriter, StagingTables
+from include.offer_sync.page_staging import PageOutcome, carry_page, stage_page
 from include.offer_sync.settings import DatabaseSettings
-from include.offer_sync.trackier.fingerprint import KnownFingerprints, campaign_fingerprint, carried_keys
+from include.offer_sync.trackier.fingerprint import KnownFingerprints
 from include.offer_sync.trackier.http import TrackierClient
-from include.offer_sync.trackier.models import (
-    Advertiser,
-    Campaign,
-    Reject,
-    advertiser_row,
-    campaign_row,
-    validate_page,
-    validate_positions,
-)
 from include.offer_sync.trackier.pagination import Anomaly, Page, PageFailure
 
 log = logging.getLogger(__name__)
@@ -69,6 +62,12 @@ class ShardSummary:
     stage_s: float = 0.0
     wall_s: float = 0.0
     peak_rss_mb: float = 0.0
+    #: Validation workers the shard used (0: the task process staged every page, ``extract_pool.py``).
+    processes: int = 0
+    #: Seconds the task process waited for the workers' pages, and the workers' largest ``VmHWM``
+    #: (which counts the pages they share with the task process copy-on-write).
+    worker_wait_s: float = 0.0
+    worker_peak_rss_mb: float = 0.0
     last_page: int | None = None
     expected_total: int | None = None
     probe_requests: int = 0
@@ -150,6 +149,8 @@ def extract_shard(
     *,
     fetch_threads: int = DEFAULT_FETCH_THREADS,
     try_number: int = 1,
+    validate_processes: int = DEFAULT_VALIDATE_PROCESSES,
+    pool_min_records: int | None = None,
 ) -> ShardSummary:
     """Fetch, validate and stage one shard; returns its summary.
 
@@ -157,6 +158,9 @@ def extract_shard(
     errors), so a retry of this task replaces its data and a crash leaves none. ``try_number`` (the
     Airflow try) goes on every row: if an earlier try of this shard is still running (a zombie),
     only the newest try's rows count, and a try that finds a newer one started writes nothing.
+
+    ``validate_processes``: pages are validated in that many forked workers when the shard is big
+    enough and the cores are there (``extract_pool.py``); the rows staged are the same either way.
     """
     started = time.perf_counter()
     _calm_garbage_collector()
@@ -211,34 +215,52 @@ def extract_shard(
             log.info("%s: run %s already merged; nothing to fetch", shard["label"], run_id)
             summary.wall_s = time.perf_counter() - started
             return summary
-        stage_page = _stage_advertisers if entity == "advertisers" else _stage_campaigns
-        writer = ShardWriter(cur, tables.table_for(entity), entity, index, try_number)
+        writer = ShardWriter.copy_into(cur, tables.table_for(entity), entity, index, try_number)
+        min_records = POOL_MIN_RECORDS if pool_min_records is None else pool_min_records
+        workers = pool_size(validate_processes, _expected_records(shard), min_records, conn.info.encoding)
         try:
-            waited = time.perf_counter()
-            for item in pages:
-                summary.fetch_wait_s += time.perf_counter() - waited
-                last_item = item
-                if isinstance(item, Page):
-                    if summary.expected_total is None and item.total is not None:
-                        summary.expected_total = item.total  # a cursor page's total: the sweep's yardstick
-                    stage_page(item, writer, summary, known)
-                elif isinstance(item, PageFailure):
-                    summary.failed_pages += 1
-                    summary.failed_records_estimate += limit
-                    where = f"page {item.page}" + (" (cursor)" if item.token is not None else "")
-                    summary.errors.append(f"{where}: {item.error}")
-                    page_errors.append(
-                        (run_id, entity, index, item.page, item.token, "failed_page", item.error, item.attempts)
-                    )
-                    log.error(
-                        "%s: %s failed for good after %d attempts: %s", shard["label"], where, item.attempts, item.error
-                    )
-                elif isinstance(item, Anomaly):
-                    summary.anomalies += 1
-                    summary.errors.append(f"{item.kind}: {item.detail}")
-                    page_errors.append((run_id, entity, index, item.page, None, item.kind, item.detail, None))
-                    log.warning("%s: %s", shard["label"], item.detail)
+            with page_pool(entity, index, try_number, workers) as pool:
                 waited = time.perf_counter()
+                for item in pages:
+                    summary.fetch_wait_s += time.perf_counter() - waited
+                    last_item = item
+                    if isinstance(item, Page):
+                        if summary.expected_total is None and item.total is not None:
+                            summary.expected_total = item.total  # a cursor page's total: the sweep's yardstick
+                        if pool is None:
+                            outcome = stage_page(entity, item.page, item.records, writer, known)
+                            _count_page(summary, entity, item.page, outcome)
+                        else:
+                            pool.submit(item.page, carry_page(entity, item.page, item.records, writer, known), writer)
+                            for number, outcome in pool.collect(writer):
+                                _count_page(summary, entity, number, outcome)
+                    elif isinstance(item, PageFailure):
+                        summary.failed_pages += 1
+                        summary.failed_records_estimate += limit
+                        where = f"page {item.page}" + (" (cursor)" if item.token is not None else "")
+                        summary.errors.append(f"{where}: {item.error}")
+                        page_errors.append(
+                            (run_id, entity, index, item.page, item.token, "failed_page", item.error, item.attempts)
+                        )
+                        log.error(
+                            "%s: %s failed for good after %d attempts: %s",
+                            shard["label"],
+                            where,
+                            item.attempts,
+                            item.error,
+                        )
+                    elif isinstance(item, Anomaly):
+                        summary.anomalies += 1
+                        summary.errors.append(f"{item.kind}: {item.detail}")
+                        page_errors.append((run_id, entity, index, item.page, None, item.kind, item.detail, None))
+                        log.warning("%s: %s", shard["label"], item.detail)
+                    waited = time.perf_counter()
+                if pool is not None:
+                    for number, outcome in pool.collect(writer, everything=True):
+                        _count_page(summary, entity, number, outcome)
+                    summary.processes = pool.workers
+                    summary.worker_wait_s = pool.wait_s
+                    summary.worker_peak_rss_mb = pool.peak_rss_mb
         except BaseException as exc:
             writer.close(exc)
             raise
@@ -268,6 +290,15 @@ def extract_shard(
     return summary
 
 
+def _expected_records(shard: dict[str, Any]) -> int | None:
+    """Records the shard should hold by the probe's numbers (None: unknown, e.g. a cursor stream)."""
+    last = shard.get("planned_last") or shard.get("last")
+    if shard.get("style") == "page" and last is not None and shard.get("first") is not None:
+        return (int(last) - int(shard["first"]) + 1) * int(shard["limit"])
+    total = shard.get("expected_total")
+    return int(total) if total is not None else None
+
+
 def _prepare_shard(
     cur: psycopg.Cursor[Any], tables: StagingTables, entity: str, run_id: str, index: int, try_number: int
 ) -> tuple[bool, int | None, KnownFingerprints]:
@@ -292,72 +323,23 @@ def _prepare_shard(
     return merged, newer_try, known.seal()
 
 
-def _stage_advertisers(page: Page, writer: ShardWriter, summary: ShardSummary, known: KnownFingerprints) -> None:
-    t0 = time.perf_counter()
-    valid, rejects = validate_page(Advertiser, page.records)
-    t1 = time.perf_counter()
-    # Rows go to COPY as they are built: no third copy of the page is held in memory.
-    for record in valid:
-        writer.write_valid(page.page, advertiser_row(record))
-    _finish_page(page, writer, summary, rejects, len(valid), t1 - t0, time.perf_counter() - t1)
-
-
-def _stage_campaigns(page: Page, writer: ShardWriter, summary: ShardSummary, known: KnownFingerprints) -> None:
-    """Carry the records the catalogue already holds (``trackier/fingerprint.py``), validate the rest.
-
-    The fingerprint and the lookup count as validation time, the carried rows' COPY as staging.
-    """
-    t0 = time.perf_counter()
-    fresh: list[Any] = []
-    fingerprints: list[str | None] = []
-    carried: list[tuple[str, str, str]] = []
-    for record in page.records:
-        fingerprint = campaign_fingerprint(record)
-        if fingerprint is not None and fingerprint in known:
-            keys = carried_keys(record)
-            if keys is not None:
-                carried.append((*keys, fingerprint))
-                continue
-        fresh.append(record)
-        fingerprints.append(fingerprint)
-    valid, rejects = validate_positions(Campaign, fresh) if fresh else ([], [])
-    t1 = time.perf_counter()
-    number = page.page
-    for trackier_id, advertiser_ref, fingerprint in carried:
-        writer.write_carried(number, trackier_id, advertiser_ref, fingerprint)
-    for position, record in valid:
-        # A valid record always has a fingerprint: it is a JSON object that orjson could write.
-        writer.write_valid(number, campaign_row(record, fingerprints[position]))  # type: ignore[arg-type]
-    summary.carried += len(carried)
-    _finish_page(page, writer, summary, rejects, len(valid) + len(carried), t1 - t0, time.perf_counter() - t1)
-
-
-def _finish_page(
-    page: Page,
-    writer: ShardWriter,
-    summary: ShardSummary,
-    rejects: list[Reject],
-    valid: int,
-    validate_s: float,
-    stage_s: float,
-) -> None:
-    t = time.perf_counter()
-    for reject in rejects:
-        writer.write_reject(page.page, reject)
-    summary.validate_s += validate_s
-    summary.stage_s += stage_s + time.perf_counter() - t
+def _count_page(summary: ShardSummary, entity: str, number: int | None, outcome: PageOutcome) -> None:
+    summary.validate_s += outcome.validate_s
+    summary.stage_s += outcome.stage_s
     summary.pages += 1
-    summary.records += len(page.records)
-    summary.valid += valid
-    summary.rejected += len(rejects)
-    summary.last_page = page.page
-    if rejects:
+    summary.records += outcome.records
+    summary.valid += outcome.valid
+    summary.carried += outcome.carried
+    summary.rejected += outcome.rejected
+    summary.last_page = number
+    if outcome.first_reject is not None:
+        key, reason = outcome.first_reject
         log.warning(
             "%s page %s: %d of %d records rejected, e.g. %s: %s",
-            page.entity,
-            page.page,
-            len(rejects),
-            len(page.records),
-            rejects[0].record_key,
-            rejects[0].reason,
+            entity,
+            number,
+            outcome.rejected,
+            outcome.records,
+            key,
+            reason,
         )

@@ -21,7 +21,9 @@ from include.offer_sync.constants import (
     DEFAULT_MAX_SHARDS,
     DEFAULT_PAGE_SIZE,
     DEFAULT_PAGES_PER_SHARD,
+    DEFAULT_VALIDATE_PROCESSES,
     MAX_PAGE_SIZE,
+    MAX_VALIDATE_PROCESSES,
     OFFERS_DB_CONN_ID,
     TRACKIER_CONN_ID,
 )
@@ -52,6 +54,7 @@ class TrackierSettings:
     pages_per_shard: int = DEFAULT_PAGES_PER_SHARD
     max_shards: int = DEFAULT_MAX_SHARDS
     fetch_threads: int = DEFAULT_FETCH_THREADS
+    validate_processes: int = DEFAULT_VALIDATE_PROCESSES
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):
@@ -65,6 +68,11 @@ class TrackierSettings:
             )
         if not 1 <= self.page_size <= MAX_PAGE_SIZE:
             raise ConfigurationError(f"trackier_api: page_size must be 1..{MAX_PAGE_SIZE}, got {self.page_size}")
+        if not 0 <= self.validate_processes <= MAX_VALIDATE_PROCESSES:
+            raise ConfigurationError(
+                f"trackier_api: validate_processes must be 0..{MAX_VALIDATE_PROCESSES} (0: validate in the task "
+                f"process), got {self.validate_processes}"
+            )
         if self.pagination not in ("auto", "page", "cursor"):
             raise ConfigurationError(f"trackier_api: pagination must be auto, page or cursor, got {self.pagination!r}")
 

@@ -157,7 +157,13 @@ def extract_shard(
     with sweep_rate_limiter(db, run["run_id"], shard["requests_per_second"]) as limiter:
         client = TrackierClient(api, limiter=limiter)
         summary = extract.extract_shard(
-            db, client, run["run_id"], shard, fetch_threads=api.fetch_threads, try_number=try_number
+            db,
+            client,
+            run["run_id"],
+            shard,
+            fetch_threads=api.fetch_threads,
+            try_number=try_number,
+            validate_processes=api.validate_processes,
         ).as_dict()
     summary["db_statements"] = _statements_since(s0)
     return summary

@@ -100,33 +100,86 @@ def staging_columns(entity: str) -> tuple[str, ...]:
     return (*_HEAD, *body, *_TAIL)
 
 
+class CopyTextBuffer:
+    """COPY rows formatted into bytes away from any connection: what a validation worker returns.
+
+    The same formatter as the COPY of ``ShardWriter.copy_into`` (psycopg's text format, the default
+    adapters, UTF-8), so the task process can pass the bytes on unchanged (``ShardWriter.write_data``).
+    ``extract_pool.py`` uses it only when the connection's client encoding is UTF-8.
+    """
+
+    def __init__(self) -> None:
+        from psycopg._copy_base import TextFormatter  # psycopg's own (C) row formatter; pinned in requirements
+        from psycopg.adapt import Transformer
+
+        self._formatter = TextFormatter(Transformer())
+        self._chunks: list[bytes] = []
+
+    def write_row(self, row: tuple[Any, ...]) -> None:
+        data = self._formatter.write_row(row)
+        if data:
+            self._chunks.append(bytes(data))
+
+    def getvalue(self) -> bytes:
+        self._chunks.append(bytes(self._formatter.end()))
+        data = b"".join(self._chunks)
+        self._chunks = []
+        return data
+
+
 class ShardWriter:
-    """Streams one shard's rows into its staging table through a single COPY.
+    """Builds one shard's staging rows and streams them into its table through a single COPY.
 
     One COPY per shard (not per page) keeps the statement count independent of the catalogue
     size; the caller owns the transaction, so the shard lands whole or not at all. Every row
     carries ``try_number``, the Airflow try that wrote it: two tries of one shard produce the same
     ``seq`` values, and only the newest try's rows may count (``sweep_mark_duplicates.sql``).
+
+    The rows go to ``sink`` (anything with ``write_row``): the COPY itself (``copy_into``), or, in a
+    validation worker, a ``CopyTextBuffer`` whose bytes the task process writes with ``write_data``.
+    ``seq`` numbers the rows in page order; a page handed to a worker reserves its numbers first
+    (``reserve``), so the rows are numbered the same whichever process builds them.
     """
 
-    def __init__(self, cursor: psycopg.Cursor[Any], table: str, entity: str, shard: int, try_number: int = 1) -> None:
+    def __init__(self, sink: Any, entity: str, shard: int, try_number: int = 1, *, seq: int | None = None) -> None:
         self.entity = entity
         self.shard = shard
         self.try_number = try_number
-        self._seq = shard * SEQ_PER_SHARD
+        self._sink = sink
+        self._copy_cm: Any = None
+        self._seq = shard * SEQ_PER_SHARD if seq is None else seq
         self._body_width = len(staging_columns(entity)) - len(_HEAD) - len(_TAIL)
         self._empty_body = (None,) * self._body_width
         # A carried campaign (``trackier/fingerprint.py``) stages its id, advertiser id and
         # fingerprint only: the padding between them, computed once.
         self._carried_gap = (None,) * (self._body_width - 4)
+
+    @classmethod
+    def copy_into(
+        cls, cursor: psycopg.Cursor[Any], table: str, entity: str, shard: int, try_number: int = 1
+    ) -> ShardWriter:
+        """A writer whose rows go into ``table`` through one COPY on ``cursor`` (ended by ``close``)."""
         columns = sql.SQL(", ").join(sql.Identifier(c) for c in staging_columns(entity))
         statement = sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(table), columns)
-        self._copy_cm = cursor.copy(statement)
-        self._copy = self._copy_cm.__enter__()
+        copy_cm = cursor.copy(statement)
+        writer = cls(copy_cm.__enter__(), entity, shard, try_number)
+        writer._copy_cm = copy_cm
+        return writer
+
+    def reserve(self, rows: int) -> int:
+        """Number ``rows`` rows built elsewhere (a worker's page); returns the seq before the first."""
+        start = self._seq
+        self._seq += rows
+        return start
+
+    def write_data(self, data: bytes) -> None:
+        """Rows already formatted by a ``CopyTextBuffer`` (whole rows, numbered by ``reserve``)."""
+        if data:
+            self._sink.write(data)
 
     def write_valid(self, page: int | None, row: tuple[Any, ...]) -> None:
         self._seq += 1
-        self._copy.write_row((self.shard, self.try_number, self._seq, page, "valid", False, *row, None, None))
+        self._sink.write_row((self.shard, self.try_number, self._seq, page, "valid", False, *row, None, None))
 
     def write_carried(self, page: int | None, trackier_id: str, advertiser_ref: str, content_hash: str) -> None:
         """A campaign whose fingerprint is a stored offer's: valid, and its values are the stored ones.
@@ -136,7 +189,7 @@ class ShardWriter:
         ``offers`` in the rare case it has to write the row (``merge_offers.sql``).
         """
         self._seq += 1
-        self._copy.write_row(
+        self._sink.write_row(
             (
                 self.shard,
                 self.try_number,
@@ -157,12 +210,16 @@ class ShardWriter:
     def write_reject(self, page: int | None, reject: Reject) -> None:
         self._seq += 1
         body = (reject.record_key, *self._empty_body[1:])  # keep the id: it still counts as "seen"
-        self._copy.write_row(
+        self._sink.write_row(
             (self.shard, self.try_number, self._seq, page, "rejected", False, *body, reject.reason, reject.raw)
         )
 
     def close(self, exc: BaseException | None = None) -> None:
+        """End the COPY of ``copy_into`` (aborted when ``exc`` is given); nothing for other sinks."""
+        if self._copy_cm is None:
+            return
+        copy_cm, self._copy_cm = self._copy_cm, None
         if exc is None:
-            self._copy_cm.__exit__(None, None, None)
+            copy_cm.__exit__(None, None, None)
         else:
-            self._copy_cm.__exit__(type(exc), exc, exc.__traceback__)
+            copy_cm.__exit__(type(exc), exc, exc.__traceback__)

@@ -85,11 +85,26 @@ def _cmdline(pid: int) -> list[str]:
         return []
 
 
+def _pss_kib(pid: int) -> int:
+    """``Pss`` of ``/proc/<pid>/smaps_rollup`` in kB (0 when the process is gone or unreadable)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as rollup:
+            for line in rollup:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 @dataclass
 class Sample:
     t: float  # time.time()
     tree_rss_mb: float
     root_hwm_mb: float
+    #: The tree's summed PSS: pages shared by several processes (a fork's copy-on-write pages, the
+    #: validation workers' with their task process) counted once in all, not once per process.
+    tree_pss_mb: float = 0.0
 
 
 @dataclass
@@ -145,9 +160,11 @@ class MemorySampler:
         if cpu is not None:
             self.root_cpu_s = cpu
         total = root.get("VmRSS", 0)
+        pss = _pss_kib(pid)
         for child in descendants(pid):
             total += _status_kib(child, ("VmRSS",)).get("VmRSS", 0)
-        self.samples.append(Sample(time.time(), total / 1024, root.get("VmHWM", 0) / 1024))
+            pss += _pss_kib(child)
+        self.samples.append(Sample(time.time(), total / 1024, root.get("VmHWM", 0) / 1024, pss / 1024))
 
     @property
     def peak_mb(self) -> float | None:
@@ -155,6 +172,16 @@ class MemorySampler:
         if not self.samples:
             return None
         return round(max(max(s.tree_rss_mb for s in self.samples), self.samples[-1].root_hwm_mb), 1)
+
+    @property
+    def peak_pss_mb(self) -> float | None:
+        """The largest sampled PSS of the whole tree (shared pages counted once)."""
+        return round(max(s.tree_pss_mb for s in self.samples), 1) if self.samples else None
+
+    @property
+    def root_hwm_mb(self) -> float | None:
+        """The root process's own high-water mark (``VmHWM``) at the last sample."""
+        return round(self.samples[-1].root_hwm_mb, 1) if self.samples else None
 
     def peak_between(self, start: float, end: float) -> float | None:
         """Largest sampled tree RSS within ``[start, end]`` (epoch seconds), e.g. one task instance."""

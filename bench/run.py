@@ -168,7 +168,9 @@ def measure(ctx: Context, system: System, scenario: str, action: Callable[[], di
     status = "ok" if figures["ok"] and figures.get("check", {}).get("ok", True) else "FAILED"
     log(
         f"  {system.key:<10} {SCENARIO_LABELS[scenario]:<20} {figures['wall_s']:>8.2f} s  "
-        f"peak {figures.get('peak_rss_mb')} MB  sql {figures['sql_statements']}  api {figures['api_requests']}  "
+        f"peak {figures.get('peak_rss_mb')} MB "
+        f"(pss {figures.get('peak_pss_mb')}, root hwm {figures.get('root_hwm_mb')})  "
+        f"sql {figures['sql_statements']}  api {figures['api_requests']}  "
         f"fake {figures['fake_server_share']:.0%}  {status}"
     )
     return figures
@@ -212,6 +214,10 @@ def run_ours(ctx: Context, scenario: str, url: str) -> dict[str, Any]:
         "wall_s": run.wall_s,
         "ok": run.succeeded,
         "peak_rss_mb": sampler.peak_mb,
+        # With validation workers the tree's RSS counts the pages they share with the task process
+        # once per process; PSS counts them once, and the root's VmHWM is the task process alone.
+        "peak_pss_mb": sampler.peak_pss_mb,
+        "root_hwm_mb": sampler.root_hwm_mb,
         "process_cpu_s": sampler.root_cpu_s,
     }
     if not run.succeeded:

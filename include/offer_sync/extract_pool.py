@@ -57,6 +57,8 @@ from typing import Any
 from include.offer_sync.load.staging import CopyTextBuffer, ShardWriter
 from include.offer_sync.page_staging import VALIDATE, PageOutcome, Unvalidated
 
+log = logging.getLogger(__name__)
+
 #: Pages handed out and not yet taken back, per worker: enough to keep each busy while the task
 #: process relays, few enough that memory stays flat (a page's records, then its rows, ~1 MB each).
 PAGES_IN_FLIGHT_PER_WORKER = 2
@@ -149,6 +151,21 @@ def page_pool(entity: str, shard: int, try_number: int, workers: int) -> Iterato
     )
     try:
         pool.submit(os.getpid).result()  # starts every worker now
+    except Exception as exc:  # noqa: BLE001 - any reason the workers cannot start: the task stages alone
+        # e.g. fork refused (EAGAIN, ENOMEM under a container's limits) or a daemonic host process
+        # ("daemonic processes are not allowed to have children"): slower, never wrong.
+        _terminate(pool)
+        log.warning(
+            "%s shard %s: the %d validation workers did not start (%s: %s); the task validates every page itself",
+            entity,
+            shard,
+            workers,
+            type(exc).__name__,
+            exc,
+        )
+        yield None
+        return
+    try:
         yield PagePool(pool, workers, entity, shard, try_number)
     except BaseException:
         _terminate(pool)

@@ -156,6 +156,24 @@ def test_a_worker_that_fails_or_dies_fails_its_shard_with_nothing_staged_and_no_
     assert multiprocessing.active_children() == [], "every worker is gone"
 
 
+def test_workers_that_cannot_start_leave_the_task_to_stage_every_page_itself(
+    fake_trackier, offers_db, sql, pool_for_every_shard, monkeypatch, caplog
+) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("daemonic processes are not allowed to have children")
+
+    server = fake_trackier(Catalogue(10, 300, seed=4))
+    api = trackier_settings(server, page_size=100, validate_processes=2)
+    monkeypatch.setattr(extract_pool, "_init_worker", refuse)  # runs in each worker: none starts
+
+    staged = stage_sync(offers_db, api, "run-no-workers")
+
+    campaigns = [s for s in staged["summaries"] if s["entity"] == "campaigns"]
+    assert [(s["processes"], s["valid"]) for s in campaigns] == [(0, 300)]
+    assert "validation workers did not start" in caplog.text
+    assert multiprocessing.active_children() == []
+
+
 def test_workers_only_where_they_pay(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(extract_pool, "usable_cores", lambda: 2)
     assert extract_pool.pool_size(2, 125_000, 20_000, "utf-8") == 2

@@ -38,7 +38,7 @@ def main(results_file: str, out_file: str) -> int:
                     (
                         entry["offers"],
                         first["wall_s"],
-                        first.get("peak_rss_mb"),
+                        first.get("peak_pss_mb") or first.get("peak_rss_mb"),
                         nochange["wall_s"] if nochange and nochange.get("ok") else None,
                     )
                 )
@@ -76,7 +76,10 @@ def main(results_file: str, out_file: str) -> int:
             label="fetch only, no database (the floor)",
         )
     plain = FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}")
-    for ax, title, unit in ((ax_time, "Wall time per sync", "seconds"), (ax_mem, "Peak memory (RSS)", "MB")):
+    for ax, title, unit in (
+        (ax_time, "Wall time per sync", "seconds"),
+        (ax_mem, "Peak memory (PSS of the process tree, else RSS)", "MB"),
+    ):
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.xaxis.set_major_formatter(plain)

@@ -40,7 +40,10 @@ DEFAULT_MAX_SHARDS, MAX_MAX_SHARDS = 8, 64
 DEFAULT_FETCH_THREADS = 2
 #: Processes that validate one extract task's pages (``extract_pool.py``), capped by the usable cores;
 #: fewer than 2 (or a shard under POOL_MIN_RECORDS) and the task process validates every page itself.
-DEFAULT_VALIDATE_PROCESSES, MAX_VALIDATE_PROCESSES = 2, 16
+#: Off by default: they pay only where one task has spare cores (``airflow dags test`` at 1M: first
+#: sync 112.8 -> 90.3 s); where mapped tasks already fill the cores they cost (LocalExecutor at 1M on
+#: 2 cores: 101.5 s without, 113.9 s with). BENCHMARKS.md, "Issue 14, fourth round".
+DEFAULT_VALIDATE_PROCESSES, MAX_VALIDATE_PROCESSES = 0, 16
 POOL_MIN_RECORDS = 20_000
 
 # --- retries ------------------------------------------------------------------------------------

@@ -24,10 +24,13 @@ What stays the same, by construction:
 - Records travel by ``marshal``, which carries every value a JSON parser produces (lone surrogates,
   NaN, integers over 64 bits), so every page can go to a worker.
 
-Measured (``/tmp``-free: ``python -m bench.run --ours-extra '{"validate_processes": 0}'`` against the
-default): one 50,000-campaign shard outside Airflow, 3.27/3.56 s in the task process against
-2.69/2.71 s with two workers; then the machine's two cores are full (task process 1.1-1.3 s of CPU,
-workers 2.3-2.4 s, the fake server and PostgreSQL the rest), so more workers would not help here.
+Measured (BENCHMARKS.md, "Issue 14, fourth round"): at 1M under ``airflow dags test`` the eight
+campaign extract tasks took 69 s without workers and 51 s with two (first sync 112.8 -> 90.3 s, same
+evening); one 50,000-campaign shard outside Airflow (``python -m bench.shard``) 3.27/3.56 s -> 2.69/2.71 s,
+with both cores then busy (task process 1.1-1.3 s of CPU, workers 2.3-2.4 s, the fake server and
+PostgreSQL the rest). Under LocalExecutor, where two mapped extract tasks already share the two cores,
+they cost instead (1M first sync 101.5 s without, 113.9 s with): hence off by default
+(``DEFAULT_VALIDATE_PROCESSES``), a setting for a task that has cores to itself.
 
 Workers are forked before the task starts its fetch threads, live for one shard, do not log (the
 task's log channel is the task process's; what they have to say travels in ``PageOutcome``), die

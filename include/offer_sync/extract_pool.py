@@ -29,8 +29,10 @@ campaign extract tasks took 69 s without workers and 51 s with two (first sync 1
 evening); one 50,000-campaign shard outside Airflow (``python -m bench.shard``) 3.27/3.56 s -> 2.69/2.71 s,
 with both cores then busy (task process 1.1-1.3 s of CPU, workers 2.3-2.4 s, the fake server and
 PostgreSQL the rest). Under LocalExecutor, where two mapped extract tasks already share the two cores,
-they cost instead (1M first sync 101.5 s without, 113.9 s with): hence off by default
-(``DEFAULT_VALIDATE_PROCESSES``), a setting for a task that has cores to itself.
+they cost instead (1M first sync 101.5 s without, 113.9 s with), and so they do on a resync that
+validates only a tenth of its records (the 1M 10% resync's campaign tasks 4.0-4.9 s without, 4.9-5.6 s
+with, under ``dags test``): hence off by default (``DEFAULT_VALIDATE_PROCESSES``), a setting for a
+first sync, or a resync after a validation change, by a task that has cores to itself.
 
 Workers are forked before the task starts its fetch threads, live for one shard, do not log (the
 task's log channel is the task process's; what they have to say travels in ``PageOutcome``), die

@@ -44,10 +44,11 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def _status_kib(pid: int, keys: tuple[str, ...]) -> dict[str, int]:
+def _status_kib(pid: int, keys: tuple[str, ...], file: str = "status") -> dict[str, int]:
+    """``Key: N kB`` lines of ``/proc/<pid>/<file>`` (``status``, ``smaps_rollup``) in kB; {} when gone."""
     out: dict[str, int] = {}
     try:
-        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as fh:
+        with open(f"/proc/{pid}/{file}", encoding="ascii", errors="replace") as fh:
             for line in fh:
                 name, _, rest = line.partition(":")
                 if name in keys:
@@ -87,14 +88,7 @@ def _cmdline(pid: int) -> list[str]:
 
 def _pss_kib(pid: int) -> int:
     """``Pss`` of ``/proc/<pid>/smaps_rollup`` in kB (0 when the process is gone or unreadable)."""
-    try:
-        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as rollup:
-            for line in rollup:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return 0
+    return _status_kib(pid, ("Pss",), "smaps_rollup").get("Pss", 0)
 
 
 @dataclass

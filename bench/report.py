@@ -122,6 +122,11 @@ def _memory(run: dict[str, Any]) -> float | None:
     return run.get("peak_pss_mb") or run.get("peak_rss_mb")
 
 
+def _task_peak(run: dict[str, Any]) -> float | None:
+    """The task process's own peak: its ``VmHWM`` where sampled, else the tree's RSS."""
+    return run.get("root_hwm_mb") or run.get("peak_rss_mb")
+
+
 def summary_tables(entries: list[dict[str, Any]]) -> list[str]:
     """Sizes x systems for the headline metrics."""
     out: list[str] = []
@@ -278,12 +283,7 @@ def targets(entries: list[dict[str, Any]]) -> list[str]:
         )
     # The task process itself: its own VmHWM where sampled (its validation workers are processes of
     # their own, reported per shard as worker_peak_rss_mb), else the tree's RSS.
-    peaks = [
-        (s, r.get("root_hwm_mb") or r.get("peak_rss_mb"))
-        for s, runs in by.items()
-        for r in runs.values()
-        if r.get("root_hwm_mb") or r.get("peak_rss_mb")
-    ]
+    peaks = [(s, peak) for s, runs in by.items() for r in runs.values() if (peak := _task_peak(r))]
     if peaks:
         worst_p = max(peaks, key=lambda x: x[1])
         tasks = by.get(worst_p[0], {}).get("first", {}).get("tasks") or [{}]

@@ -18,24 +18,16 @@ import pytest
 from devtools.fake_trackier import Catalogue
 from devtools.inline import run_sync, stage_sync
 from include.offer_sync import extract, extract_pool, page_staging, tasks
-from include.offer_sync.load.staging import StagingTables
-from include.offer_sync.trackier.models import CAMPAIGN_COLUMNS
+from include.offer_sync.load.staging import StagingTables, staging_columns
 from tests.helpers import trackier_settings
 
 Sql = Callable[..., list[tuple[Any, ...]]]
 
-#: Every staging column but none that differ between two runs by design.
-_STAGED = "shard, try_number, seq, page, status, carried, {body}, reject_reason, raw"
-
 
 def _staged_rows(sql: Sql, run_id: str, entity: str) -> list[tuple[Any, ...]]:
-    tables = StagingTables.for_run(run_id)
-    body = ", ".join("offer_status" if c == "status" else c for c in CAMPAIGN_COLUMNS)
-    if entity == "advertisers":
-        from include.offer_sync.load.staging import ADVERTISER_STAGING_COLUMNS
-
-        body = ", ".join(ADVERTISER_STAGING_COLUMNS)
-    return sql(f'SELECT {_STAGED.format(body=body)} FROM "{tables.table_for(entity)}" ORDER BY seq')
+    """Every staging column of a run's ``entity`` table, in row order."""
+    columns = ", ".join(staging_columns(entity))
+    return sql(f'SELECT {columns} FROM "{StagingTables.for_run(run_id).table_for(entity)}" ORDER BY seq')
 
 
 @pytest.fixture

@@ -113,15 +113,15 @@ class CopyTextBuffer:
         from psycopg.adapt import Transformer
 
         self._formatter = TextFormatter(Transformer())
-        self._chunks: list[bytes] = []
+        self._chunks: list[Any] = []  # the formatter's full buffers, joined (copied) once in getvalue
 
     def write_row(self, row: tuple[Any, ...]) -> None:
         data = self._formatter.write_row(row)
         if data:
-            self._chunks.append(bytes(data))
+            self._chunks.append(data)
 
     def getvalue(self) -> bytes:
-        self._chunks.append(bytes(self._formatter.end()))
+        self._chunks.append(self._formatter.end())
         data = b"".join(self._chunks)
         self._chunks = []
         return data

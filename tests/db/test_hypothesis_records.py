@@ -340,8 +340,8 @@ def test_hypothesis_every_record_is_stored_exactly_or_rejected_with_a_reason(off
             assert is_active is True
             assert brand in candidates[campaign.advertiser_ref][1]
             first = campaign.payouts[0] if campaign.payouts else None
-            assert payout == (None if first is None else _money(first.payout))
-            assert revenue == (None if first is None or first.revenue is None else _money(first.revenue))
+            assert payout == (None if first is None else _money(first["payout"]))
+            assert revenue == (None if first is None or first["revenue"] is None else _money(first["revenue"]))
 
         # Everything else is rejected, filed under its id when it has a storable one, with a reason.
         rejects = sql("SELECT entity, record_key, reason FROM sync_rejects WHERE run_id = %s", (run_id,))

@@ -55,8 +55,8 @@ def test_real_v2_campaign_keeps_every_payout_rule() -> None:
     (campaign,) = valid
     assert campaign.id == "4021"
     assert campaign.advertiser_ref == "65a1b2c3d4e5f60718293a4b"
-    assert [r.payout for r in campaign.payouts] == [9.0, 7.5]
-    assert [r.currency for r in campaign.payouts] == ["EUR", "EUR"]  # rule 2 inherits the campaign's
+    assert [r["payout"] for r in campaign.payouts] == [9.0, 7.5]
+    assert [r["currency"] for r in campaign.payouts] == ["EUR", "EUR"]  # rule 2 inherits the campaign's
     row = dict(zip(CAMPAIGN_COLUMNS, campaign_row(campaign, "0123456789abcdef"), strict=True))
     assert row["payout"] == 9.0
     assert row["revenue"] == 12.5
@@ -67,7 +67,7 @@ def test_spec_fixture_shape_is_folded_into_the_v2_shape() -> None:
     (campaign,), rejects = validate_page(Campaign, SPEC_FIXTURE["campaigns"])
     assert rejects == []
     assert (campaign.id, campaign.title, campaign.advertiser_ref) == ("camp_123", "Test Campaign", "adv_001")
-    assert [(r.payout, r.currency) for r in campaign.payouts] == [(5.0, "USD")]
+    assert [(r["payout"], r["currency"]) for r in campaign.payouts] == [(5.0, "USD")]
     (advertiser,), _ = validate_page(Advertiser, SPEC_FIXTURE["advertisers"])
     assert (advertiser.id, advertiser.name, advertiser.category) == ("adv_001", "Test Brand", "E-commerce")
 
@@ -77,7 +77,7 @@ def test_missing_currency_means_usd() -> None:
     record["payouts"] = [{"payout": 1}]
     (campaign,), _ = validate_page(Campaign, [record])
     assert campaign.currency == "USD"
-    assert campaign.payouts[0].currency == "USD"
+    assert campaign.payouts[0]["currency"] == "USD"
 
 
 @pytest.mark.parametrize(
@@ -179,8 +179,8 @@ def test_odd_but_storable_text_is_kept_exactly_in_every_text_field(text: str) ->
     row = dict(zip(CAMPAIGN_COLUMNS, campaign_row(campaign, "0123456789abcdef"), strict=True))
     fields = ("title", "description", "status", "visibility", "comm_model", "url", "preview_url")
     assert [row[k] for k in fields] == [text] * len(fields)
-    assert campaign.geo == campaign.categories == campaign.payouts[0].geo == [text]
-    assert campaign.payouts[0].model == text
+    assert campaign.geo == campaign.categories == campaign.payouts[0]["geo"] == [text]
+    assert campaign.payouts[0]["model"] == text
     adv = {"id": 5, "name": text, "company": text, "email": text, "category": text, "status": text, "tags": [text]}
     (advertiser,), adv_rejects = validate_page(Advertiser, [adv])
     assert adv_rejects == []

@@ -80,6 +80,27 @@ def test_missing_currency_means_usd() -> None:
     assert campaign.payouts[0]["currency"] == "USD"
 
 
+def test_stored_payout_rules_have_every_key_in_order_rounded_and_nothing_else() -> None:
+    """``offers.payouts`` is the validated rules as they are: six keys, absent ones null (or []),
+    keys Trackier adds dropped, amounts at the 6 decimals numeric(18,6) keeps, ids as text; and the
+    caller's record is left as it came (it is what a reject would store)."""
+    rules = [
+        {"payout": 1.23456789, "revenue": 2.0000004, "extra": {"nested": True}, "_id": 77, "geo": ["FR"]},
+        {"geo": ["BE"], "currency": "chf", "model": "cpl", "payout": 3},
+    ]
+    record = {**REAL_CAMPAIGN, "payouts": rules}
+    (campaign,), rejects = validate_page(Campaign, [record])
+    assert rejects == []
+    row = dict(zip(CAMPAIGN_COLUMNS, campaign_row(campaign, "0123456789abcdef"), strict=True))
+    assert row["payouts"] == (
+        '[{"rule_id":"77","model":null,"payout":1.234568,"revenue":2.0,"currency":"EUR","geo":["FR"]},'
+        '{"rule_id":null,"model":"cpl","payout":3.0,"revenue":null,"currency":"CHF","geo":["BE"]}]'
+    )
+    assert (row["payout"], row["revenue"], row["payout_currency"]) == (1.234568, 2.0, "EUR")
+    assert record["payouts"] is rules
+    assert (rules[0]["_id"], rules[0]["payout"], rules[1]["currency"]) == (77, 1.23456789, "chf")
+
+
 @pytest.mark.parametrize(
     ("change", "expected_reason"),
     [

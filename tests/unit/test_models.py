@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from include.offer_sync.trackier.models import (
+    ADVERTISER_COLUMNS,
     CAMPAIGN_COLUMNS,
     Advertiser,
     Campaign,
@@ -273,3 +274,26 @@ def test_text_arrays_reach_postgresql_exactly_as_sent(values: list[str], sql) ->
     from include.offer_sync.trackier.models import pg_array
 
     assert sql("SELECT %s::text[]", (pg_array(values),)) == [(values,)]
+
+
+@pytest.mark.parametrize(
+    ("sent", "staged"),
+    [
+        ("2024-01-02T03:04:05Z", "2024-01-02T03:04:05+00:00"),
+        ("2024-01-02T03:04:05.000001Z", "2024-01-02T03:04:05.000001+00:00"),
+        ("2024-01-02T03:04:05.1+14:00", "2024-01-01T13:04:05.100000+00:00"),
+        ("2024-01-02T03:04:05-15:59", "2024-01-02T19:03:05+00:00"),
+        ("2024-01-02T03:04:05", "2024-01-02T03:04:05+00:00"),  # naive: taken as UTC
+        ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00+00:00"),
+        ("9999-12-31T23:59:59.999999Z", "9999-12-31T23:59:59.999999+00:00"),
+    ],
+)
+def test_timestamps_are_staged_as_iso_text_in_utc(sent: str, staged: str) -> None:
+    """Both timestamps reach COPY as ``isoformat()`` text in UTC, four-digit years and six-digit
+    fractions included (written by orjson, which must keep producing exactly these strings)."""
+    (campaign,), rejects = validate_page(Campaign, [{**REAL_CAMPAIGN, "created": sent, "modified": sent}])
+    assert rejects == []
+    row = dict(zip(CAMPAIGN_COLUMNS, campaign_row(campaign, "0123456789abcdef"), strict=True))
+    assert row["source_created"] == row["source_modified"] == staged
+    (advertiser,), _ = validate_page(Advertiser, [{"id": 1, "name": "A", "created": sent}])
+    assert advertiser_row(advertiser)[ADVERTISER_COLUMNS.index("source_created")] == staged

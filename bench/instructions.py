@@ -44,20 +44,16 @@ _COLLECTED = re.compile(r"Collected : (\d+)")
 def _child(root: str, step: str, pages_file: str) -> None:
     """Run the steps up to ``step`` over the pages (under callgrind; ``empty``: imports only)."""
     sys.path.insert(0, root)
-    import gc
-
     import orjson
 
+    from include.offer_sync.extract import _calm_garbage_collector
     from include.offer_sync.load.staging import CopyTextBuffer, ShardWriter
     from include.offer_sync.trackier.fingerprint import campaign_fingerprint
     from include.offer_sync.trackier.models import Campaign, campaign_row, validate_positions
 
     pages = [] if step == "empty" else Path(pages_file).read_bytes().splitlines()
     upto = STEPS.index(step) if step in STEPS else -1
-    # The task process's collector settings (extract.py's _calm_garbage_collector).
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 100)
+    _calm_garbage_collector()  # the extract task's own collector settings, whatever they are in ``root``
     for page in pages:
         records = orjson.loads(page)
         if upto < 1:

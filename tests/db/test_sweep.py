@@ -14,6 +14,7 @@ from include.offer_sync import tasks
 from include.offer_sync.db import connect
 from include.offer_sync.errors import SweepRejectedError
 from include.offer_sync.load import sweep
+from include.offer_sync.load.staging import StagingTables
 from tests.helpers import trackier_settings
 
 
@@ -94,3 +95,20 @@ def test_the_breaker_passes_at_its_limit_and_trips_above_it_leaving_the_live_tab
     assert sql("SELECT count(*) FROM sync_rejects WHERE run_id = 'run-2'") == [(1,)]  # committed all the same
     assert sql("SELECT count(*) FROM offers") == [(0,)]
     assert sql("SELECT count(*) FROM brands") == [(0,)]
+
+
+def test_the_check_leaves_statistics_on_the_aliases_and_the_carried_flag_for_the_merge(
+    fake_trackier, offers_db, sql
+) -> None:
+    # Without them the planner guessed 200 distinct aliases and half of the campaigns carried, and
+    # hashed the whole wide staging table in the orphan check and the merge (sweep_build_aliases.sql).
+    run, summaries = _staged(fake_trackier, offers_db, [_campaign("c1", "adv_1", "Kept")])
+    names = StagingTables.for_run(run["run_id"]).names()
+    _check(offers_db, run["run_id"], summaries)
+    analyzed = sql(
+        "SELECT tablename, attname FROM pg_stats WHERE tablename = ANY(%s) ORDER BY 1, 2",
+        ([names["aliases"], names["campaigns"]],),
+    )
+    assert (names["aliases"], "alias") in analyzed
+    assert (names["aliases"], "trackier_id") in analyzed
+    assert (names["campaigns"], "carried") in analyzed

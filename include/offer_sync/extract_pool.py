@@ -49,12 +49,14 @@ import ctypes
 import logging
 import marshal
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager, suppress
 from dataclasses import replace
 from typing import Any
@@ -71,6 +73,9 @@ log = logging.getLogger(__name__)
 #: 2 per worker 2.72/3.03 s and +3.6-5.5 MB.
 PAGES_IN_FLIGHT_PER_WORKER = 1
 _PR_SET_PDEATHSIG = 1
+#: How often the task process, while it waits for a page, checks that no worker died. Only a wait
+#: that lasts this long pays for the check; a worker's page takes ~0.1-0.2 s (5,000 campaigns).
+_LIVENESS_POLL_S = 1.0
 
 
 def usable_cores() -> int:
@@ -102,6 +107,8 @@ class PagePool:
         self.workers = workers
         self._shard = (entity, shard, try_number)
         self._window = workers * PAGES_IN_FLIGHT_PER_WORKER
+        #: The workers' exit sentinels: readable once a worker is gone, whoever reaped it.
+        self._sentinels = [p.sentinel for p in _processes(pool)]
         self._pending: deque[tuple[int | None, PageOutcome, Future[tuple[bytes, PageOutcome, float]] | None]] = deque()
         #: Seconds the task process waited for a worker's result (the workers were the bottleneck).
         self.wait_s = 0.0
@@ -130,13 +137,32 @@ class PagePool:
                 yield number, carried
                 continue
             waited = time.perf_counter()
-            data, outcome, peak_mb = future.result()  # a worker's error (or death) raises here
+            data, outcome, peak_mb = self._result(future)  # a worker's error (or death) raises here
             self.wait_s += time.perf_counter() - waited
             self.peak_rss_mb = max(self.peak_rss_mb, peak_mb)
             t = time.perf_counter()
             writer.write_data(data)
             relayed = PageOutcome(0, 0, 0, 0, 0.0, time.perf_counter() - t)
             yield number, carried.plus(outcome).plus(relayed)
+
+    def _result(self, future: Future[tuple[bytes, PageOutcome, float]]) -> tuple[bytes, PageOutcome, float]:
+        """``future.result()``, or ``BrokenProcessPool`` when a worker died and the pool did not notice.
+
+        The pool notices a dead worker unless the worker died part way through sending a result (the
+        kernel's OOM killer does not wait for a message's end): its manager thread then waits for the
+        rest of that message forever, as the task process itself holds the pipe's write end, and no
+        future would ever finish (``test_a_worker_killed_part_way_through_sending_its_rows_fails_the_shard``).
+        """
+        while True:
+            try:
+                return future.result(timeout=_LIVENESS_POLL_S)
+            except TimeoutError:
+                if multiprocessing.connection.wait(self._sentinels, timeout=0):
+                    raise BrokenProcessPool("a validation worker died while the task waited for its page") from None
+
+
+def _processes(pool: ProcessPoolExecutor) -> list[multiprocessing.process.BaseProcess]:
+    return list((getattr(pool, "_processes", None) or {}).values())  # no public way to reach the workers
 
 
 def _done(future: Future[Any] | None) -> bool:
@@ -183,10 +209,25 @@ def page_pool(entity: str, shard: int, try_number: int, workers: int) -> Iterato
 
 
 def _terminate(pool: ProcessPoolExecutor) -> None:
-    """Stop now: the shard failed, its pages in flight are of no use."""
-    processes = getattr(pool, "_processes", None) or {}  # no public way to kill the workers
-    for process in list(processes.values()):
+    """Stop now: the shard failed, its pages in flight are of no use.
+
+    A worker killed part way through sending its page's rows leaves the pool's manager thread reading
+    the rest of that message, and the task process holds the result pipe's write end too: the read
+    would never end, nor would ``shutdown`` (CPython 3.11: the CI run of 3537e2b hung there; killing
+    two workers that each return 4 MB at a random moment hung it within the first three tries). Once every
+    worker is gone, closing the task process's write end ends that read (EOF: the pool breaks,
+    cleans up and exits; ``test_killing_the_workers_while_one_is_sending_its_rows_ends_the_pool``).
+    """
+    processes = _processes(pool)
+    for process in processes:
         process.kill()
+    pending = [p.sentinel for p in processes]
+    while pending:  # SIGKILL cannot be caught: this waits for the kernel, not for the workers
+        ready = multiprocessing.connection.wait(pending)
+        pending = [s for s in pending if s not in ready]
+    writer = getattr(getattr(pool, "_result_queue", None), "_writer", None)
+    if writer is not None:
+        writer.close()
     pool.shutdown(wait=True, cancel_futures=True)
 
 

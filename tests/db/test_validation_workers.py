@@ -7,10 +7,16 @@ pool cannot start fails here instead of passing without testing it.
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
+import struct
+import sys
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +24,7 @@ import pytest
 from devtools.fake_trackier import Catalogue
 from devtools.inline import run_sync, stage_sync
 from include.offer_sync import extract, extract_pool, page_staging, tasks
-from include.offer_sync.load.staging import StagingTables, staging_columns
+from include.offer_sync.load.staging import CopyTextBuffer, ShardWriter, StagingTables, staging_columns
 from tests.helpers import trackier_settings
 
 Sql = Callable[..., list[tuple[Any, ...]]]
@@ -125,10 +131,28 @@ def _dying_stager(number: int | None, records: list[Any], fingerprints: Any, wri
     return page_staging.validate_campaigns(number, records, fingerprints, writer)
 
 
+def _start_sending_rows_and_stop() -> None:
+    """Write what a worker's ``Connection.send_bytes`` writes first for 1 MiB of rows: the length, then a part.
+
+    The write end is the one this worker's own ``_process_worker`` sends its results through.
+    """
+    frame = sys._getframe()
+    while frame.f_code.co_name != "_process_worker":
+        frame = frame.f_back
+    os.write(frame.f_locals["result_queue"]._writer.fileno(), struct.pack("!i", 1 << 20) + bytes(1000))
+
+
+def _dying_mid_send_stager(number: int | None, records: list[Any], fingerprints: Any, writer: Any) -> Any:
+    if number == 3:
+        _start_sending_rows_and_stop()
+        os._exit(9)  # the OOM killer does not wait for the end of a message
+    return page_staging.validate_campaigns(number, records, fingerprints, writer)
+
+
 @pytest.mark.parametrize(
     ("stager", "error"),
-    [(_failing_stager, _Boom), (_dying_stager, BrokenProcessPool)],
-    ids=["worker-raises", "worker-dies"],
+    [(_failing_stager, _Boom), (_dying_stager, BrokenProcessPool), (_dying_mid_send_stager, BrokenProcessPool)],
+    ids=["worker-raises", "worker-dies", "worker-dies-part-way-through-sending-its-rows"],
 )
 def test_a_worker_that_fails_or_dies_fails_its_shard_with_nothing_staged_and_no_worker_left(
     stager, error, fake_trackier, offers_db, sql, pool_for_every_shard, monkeypatch
@@ -146,6 +170,46 @@ def test_a_worker_that_fails_or_dies_fails_its_shard_with_nothing_staged_and_no_
     table = StagingTables.for_run("run-fail").campaigns
     assert sql(f'SELECT count(*) FROM "{table}"') == [(0,)]
     assert multiprocessing.active_children() == [], "every worker is gone"
+
+
+def _stuck_mid_send_stager(marker: Path, number: int | None, records: list[Any], fingerprints: Any, writer: Any) -> Any:
+    _start_sending_rows_and_stop()
+    marker.touch()
+    time.sleep(600)  # a worker the task kills while it sends its page's rows
+
+
+def test_killing_the_workers_while_one_is_sending_its_rows_ends_the_pool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shard fails (here: raises in the task process) while a worker is part way through its rows.
+
+    The CI run of 3537e2b hung in ``test_a_worker_that_fails_or_dies...[worker-raises]`` this way: the
+    pool's manager thread waited for the rest of the killed worker's message, and shutdown for it.
+    """
+    marker = tmp_path / "sending"
+    monkeypatch.setitem(page_staging.VALIDATE, "campaigns", functools.partial(_stuck_mid_send_stager, marker))
+    raised: list[BaseException] = []
+
+    def a_shard_that_fails_while_a_worker_sends() -> None:
+        try:
+            with extract_pool.page_pool("campaigns", 0, 1, 2) as pages:
+                assert pages is not None
+                page = page_staging.Unvalidated([{"id": 1}], [None], page_staging.PageOutcome(0, 0, 0, 0, 0.0, 0.0))
+                pages.submit(1, page, ShardWriter(CopyTextBuffer(), "campaigns", 0))
+                while not marker.exists():
+                    time.sleep(0.01)
+                time.sleep(0.3)  # the pool's manager thread is reading the worker's message by now
+                raise _Boom("the shard failed")
+        except BaseException as exc:  # handed to the test through `raised`
+            raised.append(exc)
+
+    shard = threading.Thread(target=a_shard_that_fails_while_a_worker_sends, daemon=True)
+    shard.start()
+    shard.join(timeout=60)
+
+    assert not shard.is_alive(), "the pool never shut down: its manager thread waits for the rest of the rows"
+    assert [type(exc) for exc in raised] == [_Boom]
+    assert multiprocessing.active_children() == []
 
 
 def test_workers_that_cannot_start_leave_the_task_to_stage_every_page_itself(

@@ -29,6 +29,7 @@ DEV_ONLY_MODULES = {
     "hypothesis": "hypothesis",
     "ruff": "ruff",
     "apache-airflow-client": "airflow_client",
+    "pytest-timeout": "pytest_timeout",
 }
 
 

@@ -151,7 +151,8 @@ class PagePool:
         The pool notices a dead worker unless the worker died part way through sending a result (the
         kernel's OOM killer does not wait for a message's end): its manager thread then waits for the
         rest of that message forever, as the task process itself holds the pipe's write end, and no
-        future would ever finish (``test_a_worker_killed_part_way_through_sending_its_rows_fails_the_shard``).
+        future would ever finish (``tests/db/test_validation_workers.py``, the fail-or-die test's
+        ``worker-dies-part-way-through-sending-its-rows`` case).
         """
         while True:
             try:
@@ -214,8 +215,8 @@ def _terminate(pool: ProcessPoolExecutor) -> None:
     A worker killed part way through sending its page's rows leaves the pool's manager thread reading
     the rest of that message, and the task process holds the result pipe's write end too: the read
     would never end, nor would ``shutdown`` (CPython 3.11: the CI run of 3537e2b hung there; killing
-    two workers that each return 4 MB at a random moment hung it within the first three tries). Once every
-    worker is gone, closing the task process's write end ends that read (EOF: the pool breaks,
+    two workers that each return 4 MB at a random moment hung it within the first three tries). Once
+    every worker is gone, closing the task process's write end ends that read (EOF: the pool breaks,
     cleans up and exits; ``test_killing_the_workers_while_one_is_sending_its_rows_ends_the_pool``).
     """
     processes = _processes(pool)

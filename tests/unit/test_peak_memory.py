@@ -13,6 +13,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 FAT_MB = 600
 
@@ -62,3 +64,35 @@ def test_peak_grows_with_what_the_process_itself_touches() -> None:
     peaks = _last_json_line(code)
     # A high-water mark: the freed block still counts.
     assert peaks["after"] - peaks["before"] >= 150, peaks
+
+
+# The extract task's allocator setting (``extract._steady_allocator``): without it glibc raises its
+# mapping threshold to the size of any mapped block freed, and the next page buffers land in heaps
+# that fragment (under ``airflow dags test`` the process's peak crept past 300 MB at 1M).
+_MAPPED_AFTER_A_BIG_FREE = """
+import ctypes, json
+from include.offer_sync import extract
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = MallInfo2
+if {steady}:
+    extract._steady_allocator()
+known = bytearray(8 * 1024 * 1024)  # a shard's known fingerprints at 1M, freed at its end
+del known
+before = libc.mallinfo2().hblkhd
+page = bytearray(700 * 1024)  # the next shard's page
+print(json.dumps({{"mapped": libc.mallinfo2().hblkhd - before}}))
+"""
+
+
+@pytest.mark.parametrize("steady", [True, False], ids=["with-the-setting", "glibc-default"])
+def test_a_page_buffer_after_a_freed_big_one_gets_its_own_mapping_in_an_extract_task(steady: bool) -> None:
+    mapped = _last_json_line(_MAPPED_AFTER_A_BIG_FREE.format(steady=steady))["mapped"]
+    if steady:
+        assert mapped >= 700 * 1024  # its own mapping: unmapped, back to the system, when freed
+    else:
+        assert mapped == 0  # the premise: glibc alone puts it in the heap once the 8 MB went back

@@ -255,3 +255,11 @@ class FakeServer:
 
     def mutate(self, op: str, **args: Any) -> dict[str, Any]:
         return self.control("mutate", {"op": op, **args})
+
+    def prerender(self) -> int:
+        """Have the server render every record once (kept until its next mutation); returns how many.
+
+        Called before each measured sync, outside the measured time: a real Trackier renders its
+        pages on its own machines, not on the two cores the systems measured here share
+        (``Catalogue.prerender``)."""
+        return int(self.control("prerender", {})["records"])

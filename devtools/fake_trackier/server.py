@@ -311,6 +311,7 @@ class ServerState:
             "/_fake/reset_stats": ("POST",),
             "/_fake/config": ("GET", "POST"),
             "/_fake/mutate": ("POST",),
+            "/_fake/prerender": ("POST",),
         }
         path = path.rstrip("/")
         if path not in routes:
@@ -335,6 +336,8 @@ class ServerState:
             elif path == "/_fake/reset_stats":
                 self.reset_stats()
                 out = {"success": True}
+            elif path == "/_fake/prerender":
+                out = {"success": True, "records": self.catalogue.prerender()}
             elif path == "/_fake/config":
                 out = {
                     "success": True,
@@ -545,11 +548,16 @@ class ServerState:
             return _error(403, "ip", fault=fault)
         raise AssertionError(f"unhandled fault {fault}")  # pragma: no cover - FAULT_KINDS is closed
 
+    @staticmethod
+    def _corrupts(knobs: Knobs, advertiser: bool) -> bool:
+        """Whether the knobs may corrupt records of this kind (``_corrupt`` would touch them)."""
+        if not (knobs.invalid_rate > 0 or (knobs.invalid_set and not advertiser)):
+            return False
+        return not advertiser or knobs.invalid_advertisers
+
     def _corrupt(self, knobs: Knobs, records: list[Any], advertiser: bool) -> tuple[list[Any], bool]:
         """Corrupt the records the knobs select; also says whether a NaN/Infinity sentinel was used."""
-        if not (knobs.invalid_rate > 0 or (knobs.invalid_set and not advertiser)):
-            return records, False
-        if advertiser and not knobs.invalid_advertisers:
+        if not self._corrupts(knobs, advertiser):
             return records, False
         out = []
         hit = 0
@@ -641,8 +649,14 @@ class ServerState:
             pagination = {"perPage": limit, "nextPageToken": next_token}
             if knobs.report_total:
                 pagination["total"] = space.count() + knobs.total_lie
+        advertiser = kind == "advertisers"
+        if not (knobs.raw_control_chars or self._corrupts(knobs, advertiser)):
+            rendered = cat.rendered(kind, keys)  # kept by /_fake/prerender: what orjson would write
+            if rendered is not None:
+                parts = (b'{"success":true,"', kind.encode(), b'":[', b",".join(rendered), b'],"pagination":')
+                return Reply(200, b"".join((*parts, orjson.dumps(pagination), b"}")))
         records = cat.campaigns(keys) if kind == "campaigns" else cat.advertisers(keys)
-        records, nan = self._corrupt(knobs, records, advertiser=kind == "advertisers")
+        records, nan = self._corrupt(knobs, records, advertiser=advertiser)
         body = {"success": True, kind: records, "pagination": pagination}
         return Reply(200, self._dumps(knobs, body, nan))
 

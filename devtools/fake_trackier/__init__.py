@@ -4,7 +4,9 @@
   small mutation deltas (payout changes, removals, additions, field overrides); or a fixture file
   in the original test specification's simplified shape, served as given
   (``docs/trackier-api.md#the-original-test-specifications-fixture-shape``).
-- ``FakeTrackier``: the HTTP server on a daemon thread, with fault knobs (``faults.Knobs``).
+- ``FakeTrackier``: the HTTP server on a daemon thread, with fault knobs (``faults.Knobs``) and
+  unauthenticated controls under ``/_fake/`` (health, stats, config, mutate, and ``prerender``,
+  which the benchmark calls so that rendering pages does not use the measured machine's CPU).
 - ``python -m devtools.fake_trackier --help``: the same as a standalone process.
 """
 

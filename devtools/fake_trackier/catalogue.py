@@ -621,13 +621,17 @@ class Catalogue:
         records pre-rendered a page is a join of kept bytes. The bench calls this
         (``/_fake/prerender``) before each measured sync, outside the measured time; without it
         nothing is kept and every page is rendered as before. The responses are the same, byte for
-        byte (``tests/fake/test_prerender.py``). Costs the server ~0.8 KB per record.
+        byte (``tests/fake/test_prerender.py``). Costs the server ~1.1 KB per campaign (1.1 GB at 1M).
         """
         with self._lock:
             version = self._version
             keys = list(self.campaign_keys())
-            campaigns = {key: orjson.dumps(self.campaign(key)) for key in keys}
-            advertisers = {key: orjson.dumps(self.advertiser(key)) for key in list(self.advertiser_keys())}
+            # orjson's bytes keep its 8 KiB write buffer (tracemalloc: 8,174 B per ~980-byte campaign):
+            # an exact copy is kept instead, or 1M campaigns would hold 8 GB.
+            campaigns = {key: bytes(memoryview(orjson.dumps(self.campaign(key)))) for key in keys}
+            advertisers = {
+                key: bytes(memoryview(orjson.dumps(self.advertiser(key)))) for key in list(self.advertiser_keys())
+            }
             self._rendered = {"campaigns": campaigns, "advertisers": advertisers}
             self._rendered_version = version
             return len(campaigns) + len(advertisers)

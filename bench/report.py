@@ -14,6 +14,34 @@ SIZE_ORDER = ("tiny", "1k", "10k", "100k", "1m")
 SCENARIOS = (("first", "first sync"), ("nochange", "no-change resync"), ("changed10", "10% payouts changed"))
 
 
+#: BENCHMARKS.md's sections written by hand (each round's levers, paired runs and ratios) sit between
+#: these two lines: ``write_markdown`` keeps them as they are, after the chart, when it rewrites the
+#: generated rest from ``results.json`` - a ``make bench`` must not erase the history it adds to.
+HAND_WRITTEN_BEGIN = "<!-- bench.report keeps everything from here to the end marker as it is: written by hand -->"
+HAND_WRITTEN_END = "<!-- end of the part written by hand -->"
+
+
+def kept_by_hand(path: Path) -> list[str]:
+    """The part of ``path`` written by hand, markers included ([] when the file or the part is absent).
+
+    Raises ``ValueError`` when the part begins and does not end: writing the file then would lose it.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    start = text.find(HAND_WRITTEN_BEGIN)
+    if start < 0:
+        return []
+    end = text.find(HAND_WRITTEN_END, start)
+    if end < 0:
+        raise ValueError(
+            f"{path}: the part written by hand begins ({HAND_WRITTEN_BEGIN!r}) but never ends "
+            f"({HAND_WRITTEN_END!r} is missing); add the end marker, the file was not rewritten"
+        )
+    return [*text[start : end + len(HAND_WRITTEN_END)].split("\n"), ""]
+
+
 def render_chart(results_path: Path, chart: Path, peers_python: Path) -> str:
     """Draw the chart with the peers venv's matplotlib; returns '' or why there is no chart."""
     if not peers_python.exists():
@@ -311,6 +339,8 @@ def targets(entries: list[dict[str, Any]]) -> list[str]:
 
 
 def write_markdown(results: dict[str, Any], path: Path, chart: Path, chart_note: str) -> None:
+    """Write ``path`` from ``results``, keeping its part written by hand (``kept_by_hand``)."""
+    by_hand = kept_by_hand(path)
     entries = _sizes(results)
     machine = results.get("machine", {})
     chart_rel = os.path.relpath(chart, path.parent)
@@ -379,6 +409,7 @@ def write_markdown(results: dict[str, Any], path: Path, chart: Path, chart_note:
     lines += summary_tables(entries)
     lines += ["## Chart", ""]
     lines += [f"![wall time and peak memory against N]({chart_rel})" if not chart_note else f"_{chart_note}_", ""]
+    lines += by_hand
     lines += ["## Issue 9 targets", ""] + (targets(entries) or ["_no size measured yet_", ""])
     lines += ["## Per size: systems x metrics", ""]
     for e in entries:
@@ -436,8 +467,11 @@ def write_markdown(results: dict[str, Any], path: Path, chart: Path, chart_note:
         "`INSERT ... ON CONFLICT` per record and a commit per page, no validation and no audit. dlt uses its "
         '`rest_api` source, postgres destination, `write_disposition="merge"`, `primary_key="id"`. '
         "'fetch only' reads every page with `requests` and parses it, and writes nothing: the floor.",
-        "- Not measured here yet: a scheduler with LocalExecutor running the mapped extract tasks in parallel "
-        "(issue 9 asks for it as a second row).",
+        "- **fake server**: asked to render every record before each sync (`/_fake/prerender`), outside the "
+        "measured time, as a real Trackier renders on its own machines; `--fake-renders per-request` renders each "
+        "page when it is asked for, on the measured machine (every round before the eighth).",
+        "- **LocalExecutor**: `python -m bench.local_executor` runs the same syncs under a scheduler (mapped "
+        "extract tasks in parallel); its figures are in the part written by hand.",
         "",
     ]
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -625,6 +625,9 @@ class Catalogue:
         """
         with self._lock:
             version = self._version
+            if self._rendered is not None and self._rendered_version == version:
+                return sum(len(table) for table in self._rendered.values())  # nothing changed since
+            self._rendered = None  # the old copy goes before the new one is built, not after
             keys = list(self.campaign_keys())
             # orjson's bytes keep its 8 KiB write buffer (tracemalloc: 8,174 B per ~980-byte campaign):
             # an exact copy is kept instead, or 1M campaigns would hold 8 GB.

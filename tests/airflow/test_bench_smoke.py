@@ -17,13 +17,30 @@ from pathlib import Path
 import pytest
 
 from bench.cluster import private_cluster_available
+from bench.report import HAND_WRITTEN_BEGIN, HAND_WRITTEN_END
 from devtools.airflow_run import REPO_ROOT
 
 pytestmark = pytest.mark.airflow
 
 
+#: What a benchmark round writes by hand into BENCHMARKS.md: a rerun must keep it, byte for byte.
+BY_HAND = "\n".join(
+    [
+        HAND_WRITTEN_BEGIN,
+        "## Issue 14, some round (written by hand)",
+        "",
+        "| scenario | ours | loop | ratio |",
+        "|---|---|---|---|",
+        "| 1M first sync | 60.8 s | 180.0 s | 2.96x |",
+        "Ünïcode, `code`, <b>not html</b> and a trailing space ",
+        HAND_WRITTEN_END,
+    ]
+)
+
+
 def test_bench_tiny_writes_results_and_table(tmp_path: Path) -> None:
     out, markdown, chart = tmp_path / "out", tmp_path / "BENCHMARKS.md", tmp_path / "benchmark.png"
+    markdown.write_text(f"# An older table\n\n## Summary\nstale numbers\n\n{BY_HAND}\n\n## Stale generated tail\n")
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     proc = subprocess.run(
         [
@@ -87,3 +104,8 @@ def test_bench_tiny_writes_results_and_table(tmp_path: Path) -> None:
     assert "## Machine" in text
     assert "make bench" in text
     assert "dlt rest_api" not in text.split("## How each figure is measured")[0]  # no peer rows were made up
+    # The part written by hand is kept as it was, once, after the chart; the stale generated parts are gone.
+    assert text.count(BY_HAND) == 1
+    assert text.index("## Chart") < text.index(BY_HAND) < text.index("## How each figure is measured")
+    assert "stale numbers" not in text
+    assert "## Stale generated tail" not in text

@@ -9,6 +9,7 @@ Real HTTP against an in-thread server, as in ``test_fake_trackier.py``.
 from __future__ import annotations
 
 import json
+import tracemalloc
 from collections.abc import Iterator
 from typing import Any
 
@@ -128,3 +129,24 @@ def test_a_fixture_catalogue_prerenders_its_records_as_given(session: requests.S
         assert every_body(session, server) == before
         server.mutate("set_campaign", id="camp_7", fields={"name": "changed"})
         assert b'"changed"' in b"".join(every_body(session, server))
+
+
+def test_what_prerender_keeps_is_about_the_size_of_the_json_and_is_kept_once() -> None:
+    # The bench prerenders 1M campaigns before each sync: an 8 KiB buffer kept per record (orjson's)
+    # held 8 GB, and building the new copy beside the old one twice that.
+    catalogue = Catalogue(advertisers=20, campaigns=5_000, seed=7)
+    json_bytes = sum(len(orjson.dumps(catalogue.campaign(k))) for k in catalogue.campaign_keys())
+    tracemalloc.start()
+    try:
+        catalogue.prerender()
+        first, _ = tracemalloc.get_traced_memory()
+        kept = catalogue._rendered
+        tracemalloc.reset_peak()
+        assert catalogue.prerender() == 5_020
+        assert catalogue._rendered is kept  # nothing changed: nothing rendered again
+        again, peak_again = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert first < 1.5 * json_bytes, (first, json_bytes)
+    assert peak_again < first + 1_000_000, (peak_again, first)
+    assert again <= first + 10_000

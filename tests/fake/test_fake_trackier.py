@@ -17,7 +17,6 @@ import subprocess
 import sys
 import time
 import tracemalloc
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +28,9 @@ from devtools.fake_trackier import FAULT_KINDS, INVALID_KINDS, Catalogue, FakeTr
 from devtools.fake_trackier.catalogue import _RangeKeys
 from devtools.fake_trackier.faults import ORPHAN_ADVERTISER_ID
 from devtools.fake_trackier.server import encode_token
+from tests.fake.conftest import KEY
 
 REPO = Path(__file__).resolve().parents[2]
-KEY = "test-key"
 HEX24 = set("0123456789abcdef")
 
 FIXTURE = {
@@ -55,20 +54,6 @@ FIXTURE = {
         {"id": "camp_050", "advertiser_id": "adv_001", "name": "Third", "payout": {"amount": 1.25, "currency": "USD"}},
     ],
 }
-
-
-@pytest.fixture
-def session() -> Iterator[requests.Session]:
-    s = requests.Session()
-    s.headers["X-Api-Key"] = KEY
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeTrackier]:
-    with FakeTrackier(Catalogue(advertisers=7, campaigns=2345, seed=42), api_key=KEY) as server:
-        yield server
 
 
 def get(s: requests.Session, fake: FakeTrackier, path: str, **params: Any) -> requests.Response:

@@ -10,30 +10,13 @@ from __future__ import annotations
 
 import json
 import tracemalloc
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
-import pytest
 import requests
 
 from devtools.fake_trackier import Catalogue, FakeTrackier
-
-KEY = "test-key"
-
-
-@pytest.fixture
-def session() -> Iterator[requests.Session]:
-    s = requests.Session()
-    s.headers["X-Api-Key"] = KEY
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeTrackier]:
-    with FakeTrackier(Catalogue(advertisers=9, campaigns=1234, seed=42), api_key=KEY) as server:
-        yield server
+from tests.fake.conftest import KEY
 
 
 def prerender(s: requests.Session, fake: FakeTrackier) -> int:

@@ -442,8 +442,7 @@ class Catalogue:
         """Drop every mutation: back to the generated base (or the fixture as loaded)."""
         with self._lock:
             self._version = getattr(self, "_version", 0) + 1
-            self._rendered: dict[str, dict[int, bytes]] | None = None
-            self._rendered_version = -1
+            self._rendered: dict[str, dict[int, bytes]] | None = None  # prerender's; every mutation drops it
             self._removed: list[int] = []
             self._removed_set: set[int] = set()
             self._added = 0
@@ -623,11 +622,9 @@ class Catalogue:
         nothing is kept and every page is rendered as before. The responses are the same, byte for
         byte (``tests/fake/test_prerender.py``). Costs the server ~1.1 KB per campaign (1.1 GB at 1M).
         """
-        with self._lock:
-            version = self._version
-            if self._rendered is not None and self._rendered_version == version:
+        with self._lock:  # mutations take it too: none can land while this renders
+            if self._rendered is not None:
                 return sum(len(table) for table in self._rendered.values())  # nothing changed since
-            self._rendered = None  # the old copy goes before the new one is built, not after
             keys = list(self.campaign_keys())
             # orjson's bytes keep its 8 KiB write buffer (tracemalloc: 8,174 B per ~980-byte campaign):
             # an exact copy is kept instead, or 1M campaigns would hold 8 GB.
@@ -636,14 +633,13 @@ class Catalogue:
                 key: bytes(memoryview(orjson.dumps(self.advertiser(key)))) for key in list(self.advertiser_keys())
             }
             self._rendered = {"campaigns": campaigns, "advertisers": advertisers}
-            self._rendered_version = version
             return len(campaigns) + len(advertisers)
 
     def rendered(self, kind: str, keys: list[int]) -> list[bytes] | None:
         """The JSON of these records from ``prerender``, or None when it was not called since the
         last mutation (the caller renders them then)."""
         rendered = self._rendered
-        if rendered is None or self._rendered_version != self._version:
+        if rendered is None:
             return None
         table = rendered[kind]
         try:
@@ -888,7 +884,7 @@ class Catalogue:
     def _bump(self) -> None:
         self._version += 1
         self._filter_cache = {}
-        self._rendered = None
+        self._rendered = None  # what prerender kept is stale
 
     def change_payouts(self, fraction: float, seed: int) -> int:
         """Set a new first-rule ``payout`` on ``fraction`` of live campaigns; returns how many changed.

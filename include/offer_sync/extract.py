@@ -126,11 +126,17 @@ def _steady_allocator() -> None:
     (61.1 / 37.1 / 39.2 s against 64.4 / 28.6-36.9 / 40.9-42.1 s; BENCHMARKS.md, eighth round).
     A process-wide setting that stays for the process's life; not glibc (musl): nothing to do.
     """
+    mallopt = _libc_function("mallopt")
+    if mallopt is not None:
+        mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+
+
+def _libc_function(name: str) -> Any:
+    """The C library's function ``name``, or None where there is none (not glibc, no ``libc``)."""
     try:
-        mallopt = ctypes.CDLL(None).mallopt
+        return getattr(ctypes.CDLL(None), name)
     except (OSError, AttributeError):
-        return
-    mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+        return None
 
 
 def _return_memory() -> None:
@@ -144,12 +150,9 @@ def _return_memory() -> None:
     this only collects.
     """
     gc.collect()
-    try:
-        libc = ctypes.CDLL(None)
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):
-        return
-    trim(0)
+    trim = _libc_function("malloc_trim")
+    if trim is not None:
+        trim(0)
 
 
 def peak_rss_mb() -> float:

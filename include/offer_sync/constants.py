@@ -35,7 +35,13 @@ MAX_ERROR_RATE_ENV, DEFAULT_MAX_ERROR_RATE = "OFFER_SYNC_MAX_ERROR_RATE", 0.05
 DEFAULT_MAX_DEACTIVATE_RATE = 0.2
 DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 1000, 1000
 DEFAULT_PAGES_PER_SHARD, MAX_PAGES_PER_SHARD = 50, 10_000
-DEFAULT_MAX_SHARDS, MAX_MAX_SHARDS = 8, 64
+#: No more shards by default than the extract tasks of an entity that may run at once: a shard past
+#: that adds a task instance (0.6-0.9 s of Airflow under ``airflow dags test``, a process that starts
+#: and imports Airflow under a scheduler) and no parallelism. 1M campaigns, 4 shards instead of 8:
+#: Airflow's part of the extract tasks 6.0-7.2 -> 3.5-3.8 s per sync under ``dags test``,
+#: LocalExecutor 119.9 / 54.5 / 71.3 -> 112.7 / 47.5 / 71.8 s, 8 statements fewer (BENCHMARKS.md,
+#: "Issue 14, ninth round").
+DEFAULT_MAX_SHARDS, MAX_MAX_SHARDS = API_TASKS_PER_ENTITY, 64
 #: Pages one extract task fetches at once (numbered pages only; a cursor stream is sequential).
 DEFAULT_FETCH_THREADS = 2
 #: Processes that validate one extract task's pages (``extract_pool.py``), capped by the usable cores;

@@ -71,6 +71,18 @@ def test_coarse_shards_are_capped(fake_trackier) -> None:
     assert shards[-1]["planned_last"] == 100
 
 
+def test_by_default_a_big_sweep_gets_no_more_shards_than_may_run_at_once(fake_trackier) -> None:
+    """A shard past what ``max_active_tis_per_dagrun`` lets run at once only adds a task instance."""
+    from include.offer_sync.constants import API_TASKS_PER_ENTITY
+
+    server = fake_trackier(Catalogue(2, 1000, seed=3))
+    client = TrackierClient(trackier_settings(server, page_size=1))  # 1,000 pages
+    settings = client.settings
+    shards = plan_shards("campaigns", client.probe("campaigns"), settings.pages_per_shard, settings.max_shards)
+    assert len(shards) == API_TASKS_PER_ENTITY
+    assert [(s["first"], s["planned_last"]) for s in shards] == [(1, 250), (251, 500), (501, 750), (751, 1000)]
+
+
 def test_the_key_goes_in_a_header_never_the_url(fake_trackier) -> None:
     server = fake_trackier(Catalogue(2, 10, seed=3), verbose=False)
     client = TrackierClient(trackier_settings(server))

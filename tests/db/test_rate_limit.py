@@ -149,7 +149,8 @@ def test_limiter_off_touches_nothing_in_the_database(fake_trackier: Any, offers_
 
 def test_plan_gives_every_shard_the_whole_sweep_rate(fake_trackier: Any) -> None:
     fake = fake_trackier(Catalogue(2, 400, seed=3))
-    shards = plan_entity(trackier_settings(fake, page_size=10, requests_per_second=5, pages_per_shard=5), "campaigns")
+    api = trackier_settings(fake, page_size=10, requests_per_second=5, pages_per_shard=5, max_shards=8)
+    shards = plan_entity(api, "campaigns")
     assert len(shards) == 8
     assert {s["requests_per_second"] for s in shards} == {5}
 

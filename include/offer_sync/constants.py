@@ -38,7 +38,7 @@ DEFAULT_PAGES_PER_SHARD, MAX_PAGES_PER_SHARD = 50, 10_000
 #: No more shards by default than the extract tasks of an entity that may run at once: a shard past
 #: that adds a task instance (0.6-0.9 s of Airflow under ``airflow dags test``, a process that starts
 #: and imports Airflow under a scheduler) and no parallelism. 1M campaigns, 4 shards instead of 8:
-#: Airflow's part of the extract tasks 6.0-7.2 -> 3.5-3.8 s per sync under ``dags test``,
+#: Airflow's part of the extract tasks 6.0-7.2 -> 3.5-4.2 s per sync under ``dags test``,
 #: LocalExecutor 119.9 / 54.5 / 71.3 -> 112.7 / 47.5 / 71.8 s, 8 statements fewer (BENCHMARKS.md,
 #: "Issue 14, ninth round").
 DEFAULT_MAX_SHARDS, MAX_MAX_SHARDS = API_TASKS_PER_ENTITY, 64

@@ -168,6 +168,10 @@ class Knobs:
     short_page_size: int | None = None
     # Added to the reported ``total`` (and so to ``totalPages``).
     total_lie: int = 0
+    # A silent cap: every page holds at most N records while ``perPage``/``limit`` and ``totalPages``
+    # still speak of the limit asked for (a server whose real maximum is lower than it admits).
+    # Numbered pages count in served records: page k starts at record (k - 1) * min(limit, N).
+    serve_at_most: int | None = None
     # Whether list answers carry ``total``: None = numbered pages do and cursor pages do not (the
     # documented shapes); True = both do (a cursor-only API that still counts); False = neither.
     report_total: bool | None = None
@@ -271,7 +275,7 @@ def _validate(name: str, value: Any) -> Any:
         if bad:
             raise ValueError(f"invalid_kind {bad[0]!r} is not one of {INVALID_KINDS + TEXT_KINDS}")
         return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
-    if name in ("cursor_stops_after", "repeat_page_after"):
+    if name in ("cursor_stops_after", "repeat_page_after", "serve_at_most"):
         if value is not None and (not _is_int(value) or value < 1):
             raise ValueError(f"{name} must be a page number (>= 1) or null")
         return value

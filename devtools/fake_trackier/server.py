@@ -602,9 +602,10 @@ class ServerState:
             if knobs.repeat_page_after is not None and position > knobs.repeat_page_after:
                 position = knobs.repeat_page_after  # the asked page number is still reported below
                 self._count_fault("repeat_page")
-            offset = (position - 1) * limit
+            served = min(limit, knobs.serve_at_most or limit)  # perPage below still says `limit`
+            offset = (position - 1) * served
             total = space.count()
-            keys = space.slice(offset, limit)
+            keys = space.slice(offset, served)
             if ordinal in short and ordinal < math.ceil(total / limit):
                 keys = keys[:short_size]
                 self._count_fault("short_page")
@@ -625,9 +626,10 @@ class ServerState:
                 del pagination["total"], pagination["totalPages"]
         else:
             last_key = position
-            keys = space.after(last_key, limit + 1)
-            has_next = len(keys) > limit
-            keys = keys[:limit]
+            served = min(limit, knobs.serve_at_most or limit)  # perPage below still says `limit`
+            keys = space.after(last_key, served + 1)
+            has_next = len(keys) > served
+            keys = keys[:served]
             if ordinal in short and has_next:
                 keys = keys[:short_size]
                 self._count_fault("short_page")

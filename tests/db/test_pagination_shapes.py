@@ -223,6 +223,50 @@ def test_numbered_pages_without_a_total_still_end_on_a_short_page(fake_trackier,
     assert (again["status"], again["deactivated"]) == ("completed", 2)
 
 
+# --- a server that serves fewer records per page than it says -----------------------------------
+
+
+@pytest.mark.parametrize("report_total", [True, False])
+def test_a_server_that_silently_caps_the_page_size_is_read_whole_in_pages_of_what_it_serves(
+    report_total, fake_trackier, offers_db, sql
+) -> None:
+    """The server serves 20 records per page while ``perPage`` (and ``totalPages``) say the 50 asked
+    for. Before: with a total, 5 pages of 20 were read (100 of 230 offers, an incomplete sweep every
+    night); without one, page 1 was taken for the whole list (20 offers, and a "complete" sweep)."""
+    catalogue = Catalogue(4, 230, seed=1)
+    server = fake_trackier(catalogue, pagination="page", report_total=report_total, serve_at_most=20)
+    api = trackier_settings(server, page_size=50, pagination="auto", **CAP)
+
+    probe = TrackierClient(api).probe("campaigns")
+    assert (probe.style, probe.page_size) == ("page", 20)
+    assert (probe.total, probe.total_pages) == ((230, 12) if report_total else (None, None))
+    assert "the server serves at most 20 per page" in probe.fallback
+    assert server.stats()["list_requests"] == 2  # page 1, and page 2 asked with limit=20
+
+    result = run_sync(offers_db, api, "run-capped")
+    assert (result["status"], result["complete_sweep"], result["added"]) == ("completed", True, 230), result["problems"]
+    assert {int(i) for (i,) in sql("SELECT trackier_id FROM offers")} == {int(i) for i in catalogue.campaign_ids()}
+    assert page_errors(sql, "run-capped") == []
+    assert "serves at most 20 per page" in result["pagination"]["campaigns"]["fallback"]
+
+
+def test_a_short_first_page_that_is_the_whole_list_costs_one_request_and_changes_nothing(
+    fake_trackier, offers_db, sql
+) -> None:
+    server = fake_trackier(Catalogue(2, 30, seed=3), pagination="page", report_total=False)
+    api = trackier_settings(server, page_size=50, **CAP)
+    probe = TrackierClient(api).probe("campaigns")
+    assert (probe.style, probe.page_size, probe.fallback) == ("cursor", 50, None)  # one page, as before
+    assert server.stats()["list_requests"] == 2  # page 2 (limit=30) came back empty: no cap
+    # With a total that says page 1 is everything, nothing more is asked.
+    server.configure(report_total=True)
+    server.reset_stats()
+    assert TrackierClient(api).probe("campaigns").total == 30
+    assert server.stats()["list_requests"] == 1
+    result = run_sync(offers_db, api, "run-small")
+    assert (result["status"], result["complete_sweep"], result["added"]) == ("completed", True, 30)
+
+
 # --- repeated pages stop a stream, in every style ----------------------------------------------
 
 

@@ -599,6 +599,21 @@ def test_report_total_puts_a_total_on_cursor_pages_or_takes_it_off_numbered_page
         FakeTrackier(Catalogue(1, 1), api_key=KEY, report_total="yes", autostart=False)
 
 
+def test_serve_at_most_caps_every_page_while_the_pagination_still_speaks_of_the_asked_limit(
+    session: requests.Session,
+) -> None:
+    with FakeTrackier(Catalogue(3, 250), api_key=KEY, serve_at_most=40) as f:
+        body = get(session, f, "/v2/campaigns", page=2, limit=100).json()
+        assert [c["id"] for c in body["campaigns"]] == list(range(100_040, 100_080))  # page 2 of 40s
+        assert body["pagination"] == {"page": 2, "limit": 100, "perPage": 100, "total": 250, "totalPages": 3}
+        assert len(get(session, f, "/v2/campaigns", page=1, limit=25).json()["campaigns"]) == 25  # under the cap
+        ids, _ = sweep_cursor(session, f, limit=100)  # a cursor loses nothing: its token says where it stopped
+        assert ids == list(range(100_000, 100_250))
+        assert get(session, f, "/v2/campaigns", limit=100).json()["pagination"]["perPage"] == 100
+    with pytest.raises(ValueError, match="serve_at_most"):
+        FakeTrackier(Catalogue(1, 1), api_key=KEY, serve_at_most=0, autostart=False)
+
+
 def test_cursor_stops_after_ends_the_stream_on_a_full_page(session: requests.Session) -> None:
     with FakeTrackier(
         Catalogue(3, 250), api_key=KEY, pagination="cursor", cursor_stops_after=2, report_total=True

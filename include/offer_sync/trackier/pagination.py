@@ -65,7 +65,9 @@ class PaginationVerdict(TypedDict):
 
     requested: str  # the setting: auto, page or cursor
     style: str  # what the sweep used: page or cursor
-    fallback: str | None  # why ``auto`` did not use the style the first page suggested (None: it did)
+    # why ``auto`` did not use the style the first page suggested, or why pages are read in a smaller
+    # size than asked for (a server that serves fewer records per page than it says); None: neither
+    fallback: str | None
 
 
 @dataclass(frozen=True)
@@ -208,6 +210,9 @@ def probe(client: TrackierClient, entity: Entity) -> Probe:
     tried. Each fallback is logged and recorded in ``Probe.fallback``. The normal cost is one
     extra request per entity and sync (page 2 is fetched twice: here and by its shard).
 
+    A page 1 that comes back short while more records exist is a server that serves fewer records
+    per page than it says (``_served_cap``): the sweep then reads pages of what it serves.
+
     A check whose page fails for good keeps the style page 1 suggested (logged): the probe only
     picks the better style, while what keeps a wrong one safe is in the streams (a repeated page
     stops them) and in the sweep check, in every style.
@@ -218,6 +223,16 @@ def probe(client: TrackierClient, entity: Entity) -> Probe:
         return Probe("cursor", None, None, size, requested)
     first = client.fetch_page(entity, page=1, limit=size)
     per_page = first.per_page or size
+    served = _served_cap(client, entity, first, per_page)
+    if served is not None:
+        reason = (
+            f"page 1 held {len(first.records)} of the {min(size, per_page)} records asked for while "
+            + (f"the total says {first.total}" if first.total is not None else "page 2 held more")
+            + f": the server serves at most {served} per page and says otherwise; reading pages of {served} "
+            f"(set page_size to {served} to skip this check)"
+        )
+        log.warning("%s: %s", entity, reason)
+        return _page_probe(first, served, requested, reason, served_cap=True)
     if requested == "page":
         return _page_probe(first, per_page, requested, None)
     if first.total is not None:
@@ -276,15 +291,48 @@ def _check_page(client: TrackierClient, entity: Entity, limit: int, **where: Any
         return None
 
 
+def _served_cap(client: TrackierClient, entity: Entity, first: Page, per_page: int) -> int | None:
+    """The page size the server really serves, when it serves fewer records per page than it says.
+
+    Why: a numbered-page plan counts pages by the page size, and a server that silently caps
+    ``limit`` (serving 100 records where 1,000 were asked and ``perPage`` or ``totalPages`` still
+    speak of 1,000) would otherwise leave every page short: with a total, a sweep of a tenth of the
+    catalogue that ends incomplete every night; without one, page 1 taken for the whole list.
+
+    A page 1 that is short (fewer records than asked for and than ``perPage``) but not empty, and not
+    shown to be the whole list (a total that says more, or neither a total nor a cursor to say it
+    is the end), is either the whole list or a cap. Page 2, asked with the served count as its
+    limit, tells them apart: records that are not page 1's mean a cap (and that ``page=`` works),
+    while an empty, failed or repeated page 2 leaves the probe as it was. The cost: one request,
+    only when page 1 is short and not proven to be the end (a list that fits on one page without a
+    total or a cursor).
+    """
+    served = len(first.records)
+    if not served or first.is_full(per_page):
+        return None
+    if first.total is not None and first.total <= served:
+        return None  # the total says page 1 is the whole list
+    if first.total is None and first.next_token is not None:
+        return None  # a cursor stream: its token, not the page size, says where the next page starts
+    second = _check_page(client, entity, served, page=2)
+    if second is None or not second.records or _same_records(first, second):
+        return None
+    return served
+
+
 def _same_records(a: Page, b: Page | None) -> bool:
     return b is not None and a.fingerprint is not None and a.fingerprint == b.fingerprint
 
 
-def _page_probe(first: Page, per_page: int, requested: str, fallback: str | None) -> Probe:
-    """A numbered-page plan from page 1: shards by the total when there is one, else one stream."""
+def _page_probe(first: Page, per_page: int, requested: str, fallback: str | None, served_cap: bool = False) -> Probe:
+    """A numbered-page plan from page 1: shards by the total when there is one, else one stream.
+
+    ``served_cap``: ``per_page`` is what the server really serves, so a reported ``totalPages``
+    (counted in the page size it claims) is ignored.
+    """
     fingerprint = first.fingerprint.hex() if first.fingerprint else None
     if first.total is not None:
-        pages = first.total_pages or -(-first.total // per_page)
+        pages = (None if served_cap else first.total_pages) or -(-first.total // per_page)
         return Probe("page", first.total, pages, per_page, requested, fallback, fingerprint)
     return Probe("page", None, None, per_page, requested, fallback, fingerprint)
 

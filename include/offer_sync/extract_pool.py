@@ -54,11 +54,12 @@ import os
 import signal
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager, suppress
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from include.offer_sync.load.staging import CopyTextBuffer, ShardWriter
@@ -73,16 +74,89 @@ log = logging.getLogger(__name__)
 #: 2 per worker 2.72/3.03 s and +3.6-5.5 MB.
 PAGES_IN_FLIGHT_PER_WORKER = 1
 _PR_SET_PDEATHSIG = 1
+#: Where this process's cgroups are listed, and where the cgroup file systems are mounted.
+PROC_CGROUP = Path("/proc/self/cgroup")
+CGROUP_ROOT = Path("/sys/fs/cgroup")
 #: How often the task process, while it waits for a page, checks that no worker died. Only a wait
 #: that lasts this long pays for the check; a worker's page takes ~0.1-0.2 s (5,000 campaigns).
 _LIVENESS_POLL_S = 1.0
 
 
-def usable_cores() -> int:
+def usable_cores(proc_cgroup: Path = PROC_CGROUP, cgroup_root: Path = CGROUP_ROOT) -> int:
+    """The cores this process may use: its CPU affinity, capped by its cgroup's CPU quota.
+
+    Why the quota: a container's CPU limit (Kubernetes ``resources.limits.cpu``, ``docker run
+    --cpus``) is a quota, not an affinity: a pod limited to one CPU on a 32-core node sees 32 cores
+    in ``sched_getaffinity``, and 32 workers there would only take turns being throttled.
+    """
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    limit = cgroup_cpu_limit(proc_cgroup, cgroup_root)
+    return cores if limit is None else max(1, min(cores, limit))
+
+
+def cgroup_cpu_limit(proc_cgroup: Path = PROC_CGROUP, cgroup_root: Path = CGROUP_ROOT) -> int | None:
+    """The whole CPUs this process's cgroup quota allows (rounded up), or None when none applies.
+
+    Reads cgroup v2 (``cpu.max``: ``"<quota> <period>"`` or ``"max ..."``, at ``/sys/fs/cgroup`` or,
+    on a hybrid host, ``/sys/fs/cgroup/unified``) and v1 (``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``,
+    -1 for none) for the process's own cgroup and every parent up to the mount, as
+    ``/proc/self/cgroup`` names them, and takes the tightest. Anything unreadable counts as no quota:
+    this only ever lowers the number of validation workers.
+    """
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return None
+    limits: list[int] = []
+    for line in lines:
+        _, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if controllers == "":  # v2: "0::/path"
+            for mount in (cgroup_root, cgroup_root / "unified"):
+                limits += _quotas(mount, path, _v2_quota)
+        elif "cpu" in controllers.split(","):  # v1: "4:cpu,cpuacct:/path"
+            for mount in dict.fromkeys((cgroup_root / controllers, cgroup_root / "cpu")):
+                limits += _quotas(mount, path, _v1_quota)
+    return min(limits) if limits else None
+
+
+def _quotas(mount: Path, path: str, read: Callable[[Path], int | None]) -> list[int]:
+    """The quota of the cgroup at ``path`` under ``mount`` and of each of its parents (None: skipped)."""
+    found: list[int] = []
+    parts = [p for p in path.strip("/").split("/") if p and p not in (".", "..")]
+    for depth in range(len(parts), -1, -1):
+        cores = read(mount.joinpath(*parts[:depth]))
+        if cores is not None:
+            found.append(cores)
+    return found
+
+
+def _v2_quota(group: Path) -> int | None:
+    try:
+        quota, period = (group / "cpu.max").read_text().split()[:2]
+        if quota == "max":
+            return None
+        return _cores(int(quota), int(period))
+    except (OSError, ValueError):
+        return None
+
+
+def _v1_quota(group: Path) -> int | None:
+    try:
+        quota = int((group / "cpu.cfs_quota_us").read_text())
+        period = int((group / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return _cores(quota, period)
+
+
+def _cores(quota: int, period: int) -> int | None:
+    if quota <= 0 or period <= 0:  # v1 says -1 for "no quota"
+        return None
+    return max(1, -(-quota // period))
 
 
 def pool_size(requested: int, expected_records: int | None, min_records: int, encoding: str) -> int:

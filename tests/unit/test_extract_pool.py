@@ -1,0 +1,84 @@
+"""How many validation workers a task may start: never more than its container's CPU limit allows.
+
+The cgroup trees here are files in a temporary directory laid out as the kernel lays them out
+(cgroup v2's ``cpu.max``, v1's ``cpu.cfs_quota_us``/``cpu.cfs_period_us``), with the
+``/proc/self/cgroup`` that names the process's own cgroup.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from include.offer_sync import extract_pool
+from include.offer_sync.extract_pool import cgroup_cpu_limit, pool_size, usable_cores
+
+
+def _tree(tmp_path: Path, proc: str, files: dict[str, str]) -> tuple[Path, Path]:
+    root = tmp_path / "sys-fs-cgroup"
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    root.mkdir(exist_ok=True)
+    proc_cgroup = tmp_path / "proc-self-cgroup"
+    proc_cgroup.write_text(proc)
+    return proc_cgroup, root
+
+
+@pytest.mark.parametrize(
+    ("proc", "files", "limit"),
+    [
+        # v2, a pod limited to 1.5 CPUs above a container without a limit of its own: 2 (rounded up)
+        (
+            "0::/kubepods/pod1/ctr\n",
+            {"kubepods/pod1/cpu.max": "150000 100000\n", "kubepods/pod1/ctr/cpu.max": "max 100000\n"},
+            2,
+        ),
+        # v2, the tightest of the chain wins
+        ("0::/a/b\n", {"a/cpu.max": "100000 100000\n", "a/b/cpu.max": "400000 100000\n"}, 1),
+        # v2 inside a cgroup namespace (the container's own cgroup is the mount's root)
+        ("0::/\n", {"cpu.max": "250000 100000\n"}, 3),
+        # v2 on a hybrid host, mounted at /sys/fs/cgroup/unified
+        ("0::/svc\n", {"unified/svc/cpu.max": "50000 100000\n"}, 1),
+        # v1 with the cpu and cpuacct controllers mounted together
+        (
+            "4:cpu,cpuacct:/docker/abc\n2:memory:/docker/abc\n",
+            {
+                "cpu,cpuacct/docker/abc/cpu.cfs_quota_us": "200000\n",
+                "cpu,cpuacct/docker/abc/cpu.cfs_period_us": "100000\n",
+            },
+            2,
+        ),
+        # no quota anywhere: v1's -1, v2's max
+        ("1:cpu:/\n", {"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+        ("0::/x\n", {"x/cpu.max": "max 100000\n"}, None),
+        # unreadable or malformed files count as no quota, never as an error
+        ("0::/x\n", {"x/cpu.max": "lots\n"}, None),
+        ("0::/x\n", {}, None),
+        ("not a cgroup line\n", {}, None),
+    ],
+)
+def test_the_cpu_limit_is_read_from_the_process_cgroup_and_its_parents(tmp_path, proc, files, limit) -> None:
+    proc_cgroup, root = _tree(tmp_path, proc, files)
+    assert cgroup_cpu_limit(proc_cgroup, root) == limit
+
+
+def test_a_container_limited_to_one_cpu_on_a_big_machine_gets_no_workers(tmp_path, monkeypatch) -> None:
+    """sched_getaffinity shows every core of the node; the quota says one: the task validates alone."""
+    proc_cgroup, root = _tree(tmp_path, "0::/pod\n", {"pod/cpu.max": "100000 100000\n"})
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(32)))
+    assert usable_cores(proc_cgroup, root) == 1
+    monkeypatch.setattr(extract_pool, "usable_cores", lambda: usable_cores(proc_cgroup, root))
+    assert pool_size(8, None, 1, "UTF8") == 0
+    # Three CPUs allowed: at most three workers, whatever was asked for.
+    (root / "pod" / "cpu.max").write_text("300000 100000\n")
+    assert pool_size(8, None, 1, "UTF8") == 3
+
+
+def test_without_a_quota_the_affinity_decides(tmp_path, monkeypatch) -> None:
+    proc_cgroup, root = _tree(tmp_path, "0::/\n", {"cpu.max": "max 100000\n"})
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert usable_cores(proc_cgroup, root) == 4

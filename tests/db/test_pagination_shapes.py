@@ -250,6 +250,27 @@ def test_a_server_that_silently_caps_the_page_size_is_read_whole_in_pages_of_wha
     assert "serves at most 20 per page" in result["pagination"]["campaigns"]["fallback"]
 
 
+def test_forced_numbered_pages_are_read_whole_from_a_capping_server_that_also_hands_out_cursors(plain_api) -> None:
+    """``pagination: page`` on a server that answers 4 records where 10 were asked, with no total and
+    a ``nextPageToken`` on every page: the token does not say where a numbered page ends, the probe
+    still finds the cap (before: page 1's 4 records were taken for the whole list)."""
+    records = [{"id": i} for i in range(1, 24)]
+
+    def answer(path: str, query: dict[str, list[str]]) -> Answer:
+        limit = min(int(query.get("limit", ["100"])[0]), 4)
+        page = int(query.get("page", ["1"])[0])
+        chunk = records[(page - 1) * limit : page * limit]
+        body = {"success": True, "campaigns": chunk, "pagination": {"perPage": 10, "nextPageToken": "t"}}
+        return 200, {}, json_body(body)
+
+    api = plain_api(answer, host="127.0.0.1")
+    client = TrackierClient(_settings(api.url, pagination="page"))
+    probe = client.probe("campaigns")
+    assert (probe.style, probe.page_size, probe.total) == ("page", 4, None)
+    pages = list(client.iter_page_range("campaigns", 1, None, limit=probe.page_size, first_page=probe.first_page))
+    assert [r["id"] for p in pages for r in p.records] == list(range(1, 24))
+
+
 def test_a_short_first_page_that_is_the_whole_list_costs_one_request_and_changes_nothing(
     fake_trackier, offers_db, sql
 ) -> None:

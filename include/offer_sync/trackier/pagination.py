@@ -223,7 +223,7 @@ def probe(client: TrackierClient, entity: Entity) -> Probe:
         return Probe("cursor", None, None, size, requested)
     first = client.fetch_page(entity, page=1, limit=size)
     per_page = first.per_page or size
-    served = _served_cap(client, entity, first, per_page)
+    served = _served_cap(client, entity, first, per_page, requested)
     if served is not None:
         reason = (
             f"page 1 held {len(first.records)} of the {min(size, per_page)} records asked for while "
@@ -291,7 +291,7 @@ def _check_page(client: TrackierClient, entity: Entity, limit: int, **where: Any
         return None
 
 
-def _served_cap(client: TrackierClient, entity: Entity, first: Page, per_page: int) -> int | None:
+def _served_cap(client: TrackierClient, entity: Entity, first: Page, per_page: int, requested: str) -> int | None:
     """The page size the server really serves, when it serves fewer records per page than it says.
 
     Why: a numbered-page plan counts pages by the page size, and a server that silently caps
@@ -300,8 +300,8 @@ def _served_cap(client: TrackierClient, entity: Entity, first: Page, per_page: i
     catalogue that ends incomplete every night; without one, page 1 taken for the whole list.
 
     A page 1 that is short (fewer records than asked for and than ``perPage``) but not empty, and not
-    shown to be the whole list (a total that says more, or neither a total nor a cursor to say it
-    is the end), is either the whole list or a cap. Page 2, asked with the served count as its
+    shown to be the whole list (a total that says more, or neither a total nor a cursor that ``auto``
+    would follow to the end), is either the whole list or a cap. Page 2, asked with the served count as its
     limit, tells them apart: records that are not page 1's mean a cap (and that ``page=`` works),
     while an empty, failed or repeated page 2 leaves the probe as it was. The cost: one request,
     only when page 1 is short and not proven to be the end (a list that fits on one page without a
@@ -312,7 +312,7 @@ def _served_cap(client: TrackierClient, entity: Entity, first: Page, per_page: i
         return None
     if first.total is not None and first.total <= served:
         return None  # the total says page 1 is the whole list
-    if first.total is None and first.next_token is not None:
+    if first.total is None and first.next_token is not None and requested != "page":
         return None  # a cursor stream: its token, not the page size, says where the next page starts
     second = _check_page(client, entity, served, page=2)
     if second is None or not second.records or _same_records(first, second):

@@ -597,12 +597,12 @@ class ServerState:
         space = cat.campaign_keys(filters or None) if kind == "campaigns" else cat.advertiser_keys()
         short = knobs.short_pages()
         short_size = knobs.short_page_size if knobs.short_page_size is not None else limit // 2
+        served = min(limit, knobs.serve_at_most or limit)  # the pagination below still says `limit`
         pagination: dict[str, Any]
         if style == "page":
             if knobs.repeat_page_after is not None and position > knobs.repeat_page_after:
                 position = knobs.repeat_page_after  # the asked page number is still reported below
                 self._count_fault("repeat_page")
-            served = min(limit, knobs.serve_at_most or limit)  # perPage below still says `limit`
             offset = (position - 1) * served
             total = space.count()
             keys = space.slice(offset, served)
@@ -626,7 +626,6 @@ class ServerState:
                 del pagination["total"], pagination["totalPages"]
         else:
             last_key = position
-            served = min(limit, knobs.serve_at_most or limit)  # perPage below still says `limit`
             keys = space.after(last_key, served + 1)
             has_next = len(keys) > served
             keys = keys[:served]

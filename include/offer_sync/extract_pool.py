@@ -165,6 +165,8 @@ def pool_size(requested: int, expected_records: int | None, min_records: int, en
     ``expected_records`` is None when the API gave no total (a stream of unknown length, possibly
     the whole entity): that gets workers.
     """
+    if requested < 2:  # off (the default): no need to read the cgroup files for every shard
+        return 0
     workers = min(requested, usable_cores())
     if workers < 2 or encoding.replace("-", "").lower() != "utf8":
         return 0

@@ -35,6 +35,12 @@ MAX_ERROR_RATE_ENV, DEFAULT_MAX_ERROR_RATE = "OFFER_SYNC_MAX_ERROR_RATE", 0.05
 DEFAULT_MAX_DEACTIVATE_RATE = 0.2
 DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 1000, 1000
 DEFAULT_PAGES_PER_SHARD, MAX_PAGES_PER_SHARD = 50, 10_000
+#: Pages one stream (a shard's range or cursor) may read, and records one page may hold: a staging
+#: row's ``seq`` is shard, page and position in fixed decimal fields (``load/staging.py``), so that a
+#: validation worker can number a page's rows before the task process knows how many came before.
+#: A page with more records than this (we ask for at most MAX_PAGE_SIZE) is refused as malformed.
+DEFAULT_MAX_PAGES, MAX_MAX_PAGES = 100_000, 999_999
+MAX_RECORDS_PER_PAGE = 999_999
 #: No more shards by default than the extract tasks of an entity that may run at once: a shard past
 #: that adds a task instance (0.6-0.9 s of Airflow under ``airflow dags test``, a process that starts
 #: and imports Airflow under a scheduler) and no parallelism. 1M campaigns, 4 shards instead of 8:

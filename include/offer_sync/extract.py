@@ -20,14 +20,14 @@ import psycopg
 from include.offer_sync.constants import DEFAULT_FETCH_THREADS, DEFAULT_VALIDATE_PROCESSES, POOL_MIN_RECORDS
 from include.offer_sync.db import connect, query
 from include.offer_sync.errors import SyncError
-from include.offer_sync.extract_pool import page_pool, pool_size
+from include.offer_sync.extract_pool import PagePool, page_pool, pool_size
 from include.offer_sync.load.runs import get_run, is_merged
 from include.offer_sync.load.staging import ShardWriter, StagingTables
-from include.offer_sync.page_staging import PageOutcome, carry_page, stage_page
+from include.offer_sync.page_staging import PageOutcome, stage_page
 from include.offer_sync.settings import DatabaseSettings
 from include.offer_sync.trackier.fingerprint import KnownFingerprints
 from include.offer_sync.trackier.http import TrackierClient
-from include.offer_sync.trackier.pagination import Anomaly, Page, PageFailure
+from include.offer_sync.trackier.pagination import Anomaly, Page, PageFailure, StagedRecords
 
 log = logging.getLogger(__name__)
 
@@ -211,18 +211,8 @@ def extract_shard(
     page_errors: list[tuple[Any, ...]] = []
     limit = int(shard["limit"])
 
-    if shard["style"] == "cursor":
-        pages = client.iter_cursor(entity, limit=limit)
-    else:
-        pages = client.iter_page_range(
-            entity,
-            shard["first"],
-            shard["last"],
-            limit=limit,
-            threads=fetch_threads,
-            planned_last=shard.get("planned_last"),
-            first_page=shard.get("first_page"),
-        )
+    cursor = shard["style"] == "cursor"
+    first = 1 if cursor else int(shard["first"])
     # The shard that reads to the end of the entity's list (a cursor stream or the open last range).
     tail = shard["last"] is None
     last_item: Page | PageFailure | Anomaly | None = None
@@ -250,9 +240,26 @@ def extract_shard(
             return summary
         writer = ShardWriter.copy_into(cur, tables.table_for(entity), entity, index, try_number)
         min_records = POOL_MIN_RECORDS if pool_min_records is None else pool_min_records
-        workers = pool_size(validate_processes, _expected_records(shard), min_records, conn.info.encoding)
+        # A cursor stream is fetched one page after the other, each waiting for the last one's
+        # cursor: workers could not run ahead of it, so its pages are staged here.
+        expected = _expected_records(shard)
+        workers = 0 if cursor else pool_size(validate_processes, expected, min_records, conn.info.encoding)
         try:
-            with page_pool(entity, index, try_number, workers) as pool:
+            with page_pool(entity, index, try_number, workers, first, known) as pool:
+                if cursor:
+                    pages = client.iter_cursor(entity, limit=limit)
+                else:
+                    pages = client.iter_page_range(
+                        entity,
+                        first,
+                        shard["last"],
+                        limit=limit,
+                        # a fetch thread waits for its page's worker: one per worker keeps them all busy
+                        threads=max(fetch_threads, 2 * workers),
+                        planned_last=shard.get("planned_last"),
+                        first_page=shard.get("first_page"),
+                        stage=None if pool is None else pool.stage,
+                    )
                 waited = time.perf_counter()
                 for item in pages:
                     summary.fetch_wait_s += time.perf_counter() - waited
@@ -260,13 +267,13 @@ def extract_shard(
                     if isinstance(item, Page):
                         if summary.expected_total is None and item.total is not None:
                             summary.expected_total = item.total  # a cursor page's total: the sweep's yardstick
-                        if pool is None:
+                        assert item.page is not None  # numbered pages, or a cursor page's ordinal
+                        if isinstance(item.records, StagedRecords):
+                            outcome = PagePool.relay(item, writer)
+                        else:  # no workers, or a body the workers left to the client to judge
+                            writer.at_page(item.page - first + 1)
                             outcome = stage_page(entity, item.page, item.records, writer, known)
-                            _count_page(summary, entity, item.page, outcome)
-                        else:
-                            pool.submit(item.page, carry_page(entity, item.page, item.records, writer, known), writer)
-                            for number, outcome in pool.collect(writer):
-                                _count_page(summary, entity, number, outcome)
+                        _count_page(summary, entity, item.page, outcome)
                     elif isinstance(item, PageFailure):
                         summary.failed_pages += 1
                         summary.failed_records_estimate += limit
@@ -289,8 +296,6 @@ def extract_shard(
                         log.warning("%s: %s", shard["label"], item.detail)
                     waited = time.perf_counter()
                 if pool is not None:
-                    for number, outcome in pool.collect(writer, everything=True):
-                        _count_page(summary, entity, number, outcome)
                     summary.processes = pool.workers
                     summary.worker_wait_s = pool.wait_s
                     summary.worker_peak_rss_mb = pool.peak_rss_mb

@@ -1,45 +1,48 @@
-"""Validation workers: the other cores validate an extract task's pages while it fetches the next.
+"""Validation workers: the other cores parse and stage an extract task's pages as they arrive.
 
 Why: a first sync is CPU-bound in the task process. Under ``airflow dags test`` (one task at a
 time) every page was fetched, parsed, fingerprinted, validated, turned into rows and formatted for
 COPY in one process, under one GIL: per record (10,000 fake campaigns, one core, GC as in a task)
 orjson parsing 8-11 us, the fingerprint 5, pydantic validation 15, the row 9.5, COPY formatting 5.
 
-The task process keeps what must stay in one place: the page stream with its pagination guards
-(``pagination.py`` is unchanged), the known fingerprints and the carried records
-(``page_staging.carry_page``), the shard's one COPY and its page errors. What is left of each page
-- on a first sync every record, on a no-change resync none - goes to a pool of forked workers, which
-run the task process's own validation step (``page_staging.VALIDATE``) into a ``CopyTextBuffer``
-and return the rows as COPY bytes with a ``PageOutcome``.
+A worker takes a response's bytes, not its records: a fetch thread hands a 200 response's body to
+``PagePool.stage``, and a worker parses it (``http.parse_body``), judges it as the client would
+(``http.accepted_page``; a body it does not take goes back to the client, which parses, retries or
+raises as always), reads its envelope (``http.page_from_body``), stages its records into a
+``CopyTextBuffer`` with the task process's own step (``page_staging.stage_page``: carried with the
+known fingerprints it inherited at the fork, validated otherwise) and returns the ``Page`` with its
+rows as COPY bytes in place of the records (``pagination.StagedRecords``). The task process keeps
+the HTTP, the pagination and its guards (which need only the records' count and the page's
+fingerprint), the shard's one COPY and its page errors: per record it does almost nothing.
+
+The first version handed the workers parsed records (``marshal``) and kept parsing, fingerprinting
+and carrying in the task process; the task process stayed the bottleneck (BENCHMARKS.md, "Issue 14,
+tenth round": two workers under ``dags test``, 52.1 s against 45.8 s without). Measured with
+``python -m bench.shard --size 1m --processes 0,2`` (a 250,000-campaign shard, outside Airflow, the
+same machine minutes apart): without workers 13.6-14.9 s (task CPU 12.5-13.7 s); the first version
+14.0/14.5 s (task 6.9-7.0 s, workers 11.4-11.6 s); this one 10.9/11.5 s (task 1.8 s, workers
+12.1-12.9 s), with a fetch thread per page in flight (two per worker: a worker must not wait while
+its thread does the next request).
 
 What stays the same, by construction:
 
-- Rows are numbered (``seq``) in the task process when the page is handed out
-  (``ShardWriter.reserve``: carried rows first, then the worker's valid and rejected rows, as
-  ``page_staging.stage_page`` numbers them), and pages are taken back in the order they came: the
-  staged rows are the ones the task process alone would have written (tests/db/test_validation_workers.py),
-  and the summary and the log lines come in page order.
+- Rows are numbered (``seq``) by page: ``ShardWriter.at_page`` starts a page's numbers at a value
+  its ordinal alone fixes, so a worker numbers a page's rows as the task process would, and the
+  paginator hands pages back in order: the staged rows are the ones the task process alone would
+  have written (tests/db/test_validation_workers.py), and the summary and the log lines come in
+  page order.
 - One COPY per shard, in the task process's transaction: no statement is added, and a failed or
   killed worker aborts the COPY like any other error (nothing of the shard lands).
-- Records travel by ``marshal``, which carries every value a JSON parser produces (lone surrogates,
-  NaN, integers over 64 bits), so every page can go to a worker.
-
-Measured (BENCHMARKS.md, "Issue 14, fourth round"): at 1M under ``airflow dags test`` the eight
-campaign extract tasks took 69 s without workers and 51 s with two (first sync 112.8 -> 90.3 s, same
-evening); one 50,000-campaign shard outside Airflow (``python -m bench.shard``) 3.27/3.56 s -> 2.69/2.71 s,
-with both cores then busy (task process 1.1-1.3 s of CPU, workers 2.3-2.4 s, the fake server and
-PostgreSQL the rest). Under LocalExecutor, where two mapped extract tasks already share the two cores,
-they cost instead (1M first sync 101.5 s without, 113.9 s with), and so they do on a resync that
-validates only a tenth of its records (the 1M 10% resync's campaign tasks 4.0-4.9 s without, 4.9-5.6 s
-with, under ``dags test``): hence off by default (``DEFAULT_VALIDATE_PROCESSES``), a setting for a
-first sync, or a resync after a validation change, by a task that has cores to itself.
+- The worker parses with the client's parser (orjson, then the stdlib's for what orjson refuses),
+  so every page the client could read, a worker reads.
 
 Workers are forked before the task starts its fetch threads, live for one shard, do not log (the
 task's log channel is the task process's; what they have to say travels in ``PageOutcome``), die
 with the task process (``PR_SET_PDEATHSIG``) and are killed when the shard fails.
 
 Not used (the task process stages every page) with fewer than two usable cores, for a shard
-under ``POOL_MIN_RECORDS`` records (forking and relaying would cost more than they save), or when
+under ``POOL_MIN_RECORDS`` records (forking and relaying would cost more than they save), for a
+cursor stream (each request waits for the last page's cursor: nothing to run ahead of), or when
 the connection's client encoding is not UTF-8 (the workers format text as UTF-8).
 """
 
@@ -47,32 +50,27 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import marshal
 import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager, suppress
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from include.offer_sync.load.staging import CopyTextBuffer, ShardWriter
-from include.offer_sync.page_staging import VALIDATE, PageOutcome, Unvalidated
+from include.offer_sync.page_staging import PageOutcome, stage_page
+from include.offer_sync.trackier.fingerprint import KnownFingerprints
+from include.offer_sync.trackier.http import accepted_page, page_from_body, parse_body
+from include.offer_sync.trackier.pagination import Entity, Page, StagedRecords
 
 log = logging.getLogger(__name__)
 
-#: Pages handed out and not yet taken back, per worker. One keeps each worker busy (the task process
-#: carries and relays the next page meanwhile) and memory flat: a page travels as ~0.7 MB of records
-#: and ~0.7 MB of rows. Measured with ``python -m bench.shard --size 100k --processes 2`` (50,000
-#: campaigns, twice each): 1 per worker 2.55/2.30 s and the task's VmHWM +1.5-3 MB over no workers;
-#: 2 per worker 2.72/3.03 s and +3.6-5.5 MB.
-PAGES_IN_FLIGHT_PER_WORKER = 1
 _PR_SET_PDEATHSIG = 1
 #: Where this process's cgroups are listed, and where the cgroup file systems are mounted.
 PROC_CGROUP = Path("/proc/self/cgroup")
@@ -175,53 +173,61 @@ def pool_size(requested: int, expected_records: int | None, min_records: int, en
     return workers
 
 
-class PagePool:
-    """Pages' unvalidated records handed to the workers in order, their rows written to the COPY in order."""
+@dataclass(frozen=True, slots=True)
+class StagedPage:
+    """What a worker made of one page besides its envelope: the rows as COPY bytes, and the outcome."""
 
-    def __init__(self, pool: ProcessPoolExecutor, workers: int, entity: str, shard: int, try_number: int) -> None:
+    data: bytes
+    outcome: PageOutcome
+    #: The worker's ``VmHWM`` when it finished the page (its own peak, pages shared with the task included).
+    peak_rss_mb: float
+
+
+class PagePool:
+    """Pages' bytes parsed and staged by the workers, for the fetch threads that asked for them.
+
+    ``stage`` is what ``TrackierClient.fetch_page`` calls, in a fetch thread, with a 200 response's
+    bytes: it blocks that thread until a worker returns the page (``pagination.StagedRecords``) or
+    refuses the body (None: the client parses it itself). The paginator then hands the pages to the
+    task process in order, as it always does, and ``relay`` writes their rows to the COPY.
+    """
+
+    def __init__(
+        self, pool: ProcessPoolExecutor, workers: int, entity: str, shard: int, try_number: int, first_page: int
+    ) -> None:
         self._pool = pool
         self.workers = workers
         self._shard = (entity, shard, try_number)
-        self._window = workers * PAGES_IN_FLIGHT_PER_WORKER
+        self._first_page = first_page
         #: The workers' exit sentinels: readable once a worker is gone, whoever reaped it.
         self._sentinels = [p.sentinel for p in _processes(pool)]
-        self._pending: deque[tuple[int | None, PageOutcome, Future[tuple[bytes, PageOutcome, float]] | None]] = deque()
-        #: Seconds the task process waited for a worker's result (the workers were the bottleneck).
+        self._lock = threading.Lock()
+        #: Seconds the fetch threads waited for the workers' pages (summed over the threads; the
+        #: workers' own time included: where the task process's main thread waited shows in fetch waits).
         self.wait_s = 0.0
-        #: The largest ``VmHWM`` a worker reported (its own peak, pages shared with the task included).
+        #: The largest ``VmHWM`` a worker reported.
         self.peak_rss_mb = 0.0
 
-    def submit(self, number: int | None, rest: Unvalidated, writer: ShardWriter) -> None:
-        """Validate ``rest`` (what ``carry_page`` left of page ``number``) in a worker; nothing to do, no worker."""
-        if not rest.records:
-            self._pending.append((number, rest.outcome, None))
-            return
+    def stage(self, number: int, content: bytes) -> Page | None:
+        """Page ``number`` (of the shard starting at ``first_page``) parsed and staged by a worker."""
         t = time.perf_counter()
-        # marshal: every value a JSON parser produces (lone surrogates, NaN, big integers included)
-        # travels, 1.8 us per record out and 4.8 us back in (orjson: 1.2 and 8.4, and not all of them).
-        payload = marshal.dumps((rest.records, rest.fingerprints))
-        seq = writer.reserve(len(rest.records))
-        future = self._pool.submit(_validate_in_worker, *self._shard, number, seq, payload)
-        outcome = replace(rest.outcome, stage_s=rest.outcome.stage_s + time.perf_counter() - t)
-        self._pending.append((number, outcome, future))
+        future = self._pool.submit(_stage_in_worker, *self._shard, number, number - self._first_page + 1, content)
+        page = self._result(future)  # a worker's error (or death) raises here, in the fetch thread
+        with self._lock:
+            self.wait_s += time.perf_counter() - t
+            if page is not None:
+                self.peak_rss_mb = max(self.peak_rss_mb, staged(page).peak_rss_mb)
+        return page
 
-    def collect(self, writer: ShardWriter, *, everything: bool = False) -> Iterator[tuple[int | None, PageOutcome]]:
-        """Write the finished pages' rows, oldest first; waits while too many are in flight (or for all)."""
-        while self._pending and (everything or len(self._pending) > self._window or _done(self._pending[0][2])):
-            number, carried, future = self._pending.popleft()
-            if future is None:
-                yield number, carried
-                continue
-            waited = time.perf_counter()
-            data, outcome, peak_mb = self._result(future)  # a worker's error (or death) raises here
-            self.wait_s += time.perf_counter() - waited
-            self.peak_rss_mb = max(self.peak_rss_mb, peak_mb)
-            t = time.perf_counter()
-            writer.write_data(data)
-            relayed = PageOutcome(0, 0, 0, 0, 0.0, time.perf_counter() - t)
-            yield number, carried.plus(outcome).plus(relayed)
+    @staticmethod
+    def relay(page: Page, writer: ShardWriter) -> PageOutcome:
+        """Write a staged page's rows to the shard's COPY; its outcome, the relaying counted as staging."""
+        done = staged(page)
+        t = time.perf_counter()
+        writer.write_data(done.data)
+        return done.outcome.plus(PageOutcome(0, 0, 0, 0, 0.0, time.perf_counter() - t))
 
-    def _result(self, future: Future[tuple[bytes, PageOutcome, float]]) -> tuple[bytes, PageOutcome, float]:
+    def _result(self, future: Future[Page | None]) -> Page | None:
         """``future.result()``, or ``BrokenProcessPool`` when a worker died and the pool did not notice.
 
         The pool notices a dead worker unless the worker died part way through sending a result (the
@@ -238,27 +244,36 @@ class PagePool:
                     raise BrokenProcessPool("a validation worker died while the task waited for its page") from None
 
 
+def staged(page: Page) -> StagedPage:
+    """The worker's result a staged page carries (``Page.records`` is ``StagedRecords``)."""
+    records = page.records
+    assert isinstance(records, StagedRecords)
+    return records.staged  # type: ignore[no-any-return]
+
+
 def _processes(pool: ProcessPoolExecutor) -> list[multiprocessing.process.BaseProcess]:
     return list((getattr(pool, "_processes", None) or {}).values())  # no public way to reach the workers
 
 
-def _done(future: Future[Any] | None) -> bool:
-    return future is None or future.done()
-
-
 @contextmanager
-def page_pool(entity: str, shard: int, try_number: int, workers: int) -> Iterator[PagePool | None]:
+def page_pool(
+    entity: str, shard: int, try_number: int, workers: int, first_page: int, known: KnownFingerprints
+) -> Iterator[PagePool | None]:
     """``workers`` forked workers for one shard (None when ``workers`` is 0), gone when the block ends.
 
     The workers are forked here, before the caller starts its fetch threads (a ``fork`` pool starts
-    all its workers on the first call, which is made here). A worker that dies (killed, out of
+    all its workers on the first call, which is made here), and inherit ``known``, the run's known
+    fingerprints (8 bytes per offer, shared copy-on-write). A worker that dies (killed, out of
     memory) fails the shard with ``BrokenProcessPool``.
     """
     if workers < 2:
         yield None
         return
     pool = ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("fork"), initializer=_init_worker, initargs=(os.getpid(),)
+        workers,
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=_init_worker,
+        initargs=(os.getpid(), known),  # inherited by the fork, never pickled
     )
     try:
         pool.submit(os.getpid).result()  # starts every worker now
@@ -277,7 +292,7 @@ def page_pool(entity: str, shard: int, try_number: int, workers: int) -> Iterato
         yield None
         return
     try:
-        yield PagePool(pool, workers, entity, shard, try_number)
+        yield PagePool(pool, workers, entity, shard, try_number, first_page)
     except BaseException:
         _terminate(pool)
         raise
@@ -308,8 +323,13 @@ def _terminate(pool: ProcessPoolExecutor) -> None:
     pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _init_worker(parent: int) -> None:
-    """Die with the task process, leave signals to it, and never write to its log channel."""
+#: The run's known fingerprints, as the worker inherited them from the task process (``_init_worker``).
+_KNOWN = KnownFingerprints()
+
+
+def _init_worker(parent: int, known: KnownFingerprints) -> None:
+    """Die with the task process, leave signals to it, never write to its log channel; keep ``known``."""
+    global _KNOWN
     with suppress(OSError, AttributeError):
         ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # the task process died before prctl took effect
@@ -317,20 +337,28 @@ def _init_worker(parent: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the task process, which ends the pool
     logging.disable(logging.CRITICAL)
+    _KNOWN = known
 
 
-def _validate_in_worker(
-    entity: str, shard: int, try_number: int, number: int | None, seq: int, payload: bytes
-) -> tuple[bytes, PageOutcome, float]:
-    """The task process's own validation step, into a buffer instead of the COPY."""
+def _stage_in_worker(
+    entity: Entity, shard: int, try_number: int, number: int, ordinal: int, content: bytes
+) -> Page | None:
+    """The task process's parsing (``http.py``) and staging (``page_staging.stage_page``) of one
+    response's bytes, into a buffer instead of the COPY; None for a body the client must judge."""
     from include.offer_sync.extract import peak_rss_mb  # loaded already: the worker is a fork of the task
 
     t = time.perf_counter()
-    records, fingerprints = marshal.loads(payload)  # noqa: S302 - written by the task process that forked us
+    body = parse_body(content)
+    if not accepted_page(body, entity):
+        return None
+    page = page_from_body(entity, body, number, None)  # too many records: TrackierResponseError, a failed page
+    records = page.records
+    assert isinstance(records, list)  # parsed here, not staged yet
+    parsed = time.perf_counter() - t
     buffer = CopyTextBuffer()
-    writer = ShardWriter(buffer, entity, shard, try_number, seq=seq)
-    outcome = VALIDATE[entity](number, records, fingerprints, writer)
+    writer = ShardWriter(buffer, entity, shard, try_number).at_page(ordinal)
+    outcome = stage_page(entity, number, records, writer, _KNOWN)
     data = buffer.getvalue()
-    # Unpacking, row building and formatting count as staging; validation as itself.
-    staging = time.perf_counter() - t - outcome.validate_s
-    return data, replace(outcome, stage_s=staging), peak_rss_mb()
+    # Parsing counts as validation here (in the task process it shows as fetch waits).
+    outcome = replace(outcome, validate_s=outcome.validate_s + parsed)
+    return replace(page, records=StagedRecords(len(records), StagedPage(data, outcome, peak_rss_mb())))

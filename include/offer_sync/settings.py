@@ -18,10 +18,12 @@ from pydantic import SecretStr
 
 from include.offer_sync.constants import (
     DEFAULT_FETCH_THREADS,
+    DEFAULT_MAX_PAGES,
     DEFAULT_MAX_SHARDS,
     DEFAULT_PAGE_SIZE,
     DEFAULT_PAGES_PER_SHARD,
     DEFAULT_VALIDATE_PROCESSES,
+    MAX_MAX_PAGES,
     MAX_PAGE_SIZE,
     MAX_VALIDATE_PROCESSES,
     OFFERS_DB_CONN_ID,
@@ -50,7 +52,7 @@ class TrackierSettings:
     backoff_base_s: float = 0.5
     backoff_max_s: float = 30.0
     max_retry_after_s: float = 120.0
-    max_pages: int = 100_000
+    max_pages: int = DEFAULT_MAX_PAGES
     pages_per_shard: int = DEFAULT_PAGES_PER_SHARD
     max_shards: int = DEFAULT_MAX_SHARDS
     fetch_threads: int = DEFAULT_FETCH_THREADS
@@ -68,6 +70,8 @@ class TrackierSettings:
             )
         if not 1 <= self.page_size <= MAX_PAGE_SIZE:
             raise ConfigurationError(f"trackier_api: page_size must be 1..{MAX_PAGE_SIZE}, got {self.page_size}")
+        if not 1 <= self.max_pages <= MAX_MAX_PAGES:
+            raise ConfigurationError(f"trackier_api: max_pages must be 1..{MAX_MAX_PAGES}, got {self.max_pages}")
         if not 0 <= self.validate_processes <= MAX_VALIDATE_PROCESSES:
             raise ConfigurationError(
                 f"trackier_api: validate_processes must be 0..{MAX_VALIDATE_PROCESSES} (0: validate in the task "

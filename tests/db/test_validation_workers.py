@@ -7,6 +7,7 @@ pool cannot start fails here instead of passing without testing it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import multiprocessing
 import os
@@ -24,7 +25,8 @@ import pytest
 from devtools.fake_trackier import Catalogue
 from devtools.inline import run_sync, stage_sync
 from include.offer_sync import extract, extract_pool, page_staging, tasks
-from include.offer_sync.load.staging import CopyTextBuffer, ShardWriter, StagingTables, staging_columns
+from include.offer_sync.load.staging import StagingTables, staging_columns
+from include.offer_sync.trackier.fingerprint import KnownFingerprints
 from tests.helpers import trackier_settings
 
 Sql = Callable[..., list[tuple[Any, ...]]]
@@ -178,6 +180,11 @@ def _stuck_mid_send_stager(marker: Path, number: int | None, records: list[Any],
     time.sleep(600)  # a worker the task kills while it sends its page's rows
 
 
+def _ignore_errors(call: Callable[..., Any], *args: Any) -> None:
+    with contextlib.suppress(BaseException):  # the pool is killed under it: what the test wants
+        call(*args)
+
+
 def test_killing_the_workers_while_one_is_sending_its_rows_ends_the_pool(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -192,10 +199,11 @@ def test_killing_the_workers_while_one_is_sending_its_rows_ends_the_pool(
 
     def a_shard_that_fails_while_a_worker_sends() -> None:
         try:
-            with extract_pool.page_pool("campaigns", 0, 1, 2) as pages:
+            with extract_pool.page_pool("campaigns", 0, 1, 2, 1, KnownFingerprints()) as pages:
                 assert pages is not None
-                page = page_staging.Unvalidated([{"id": 1}], [None], page_staging.PageOutcome(0, 0, 0, 0, 0.0, 0.0))
-                pages.submit(1, page, ShardWriter(CopyTextBuffer(), "campaigns", 0))
+                body = b'{"campaigns": [{"id": 1}]}'
+                # a fetch thread, blocked until its worker answers (here: until the pool breaks)
+                threading.Thread(target=_ignore_errors, args=(pages.stage, 1, body), daemon=True).start()
                 while not marker.exists():
                     time.sleep(0.01)
                 time.sleep(0.3)  # the pool's manager thread is reading the worker's message by now

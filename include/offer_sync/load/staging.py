@@ -18,11 +18,16 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from include.offer_sync.constants import MAX_MAX_PAGES, MAX_RECORDS_PER_PAGE
 from include.offer_sync.db import load_sql, query
 from include.offer_sync.trackier.models import ADVERTISER_COLUMNS, CAMPAIGN_COLUMNS, Reject
 
 STAGING_PREFIX = "offer_sync_stg_"
-SEQ_PER_SHARD = 1_000_000_000
+#: ``seq`` = shard * SEQ_PER_SHARD + page ordinal * SEQ_PER_PAGE + position on the page: arrival order,
+#: and what a validation worker can compute for a page alone (``extract_pool.py``). The widths are
+#: what ``MAX_MAX_PAGES`` and ``MAX_RECORDS_PER_PAGE`` allow; 64 shards stay far below bigint's end.
+SEQ_PER_PAGE = MAX_RECORDS_PER_PAGE + 1
+SEQ_PER_SHARD = (MAX_MAX_PAGES + 1) * SEQ_PER_PAGE
 #: A run still 'running' after this long is dead (dagrun_timeout is 2 h): its staging may go.
 STAGING_MAX_AGE = "6 hours"
 
@@ -137,17 +142,18 @@ class ShardWriter:
 
     The rows go to ``sink`` (anything with ``write_row``): the COPY itself (``copy_into``), or, in a
     validation worker, a ``CopyTextBuffer`` whose bytes the task process writes with ``write_data``.
-    ``seq`` numbers the rows in page order; a page handed to a worker reserves its numbers first
-    (``reserve``), so the rows are numbered the same whichever process builds them.
+    ``seq`` numbers the rows in page order: ``at_page`` starts each page's numbers at a value its
+    ordinal alone fixes (``SEQ_PER_PAGE``), so a worker that stages a page numbers its rows exactly as
+    the task process would, without knowing how many rows the pages before it had.
     """
 
-    def __init__(self, sink: Any, entity: str, shard: int, try_number: int = 1, *, seq: int | None = None) -> None:
+    def __init__(self, sink: Any, entity: str, shard: int, try_number: int = 1) -> None:
         self.entity = entity
         self.shard = shard
         self.try_number = try_number
         self._sink = sink
         self._copy_cm: Any = None
-        self._seq = shard * SEQ_PER_SHARD if seq is None else seq
+        self._seq = shard * SEQ_PER_SHARD
         self._body_width = len(staging_columns(entity)) - len(_HEAD) - len(_TAIL)
         self._empty_body = (None,) * self._body_width
         # A carried campaign (``trackier/fingerprint.py``) stages its id, advertiser id and
@@ -166,14 +172,19 @@ class ShardWriter:
         writer._copy_cm = copy_cm
         return writer
 
-    def reserve(self, rows: int) -> int:
-        """Number ``rows`` rows built elsewhere (a worker's page); returns the seq before the first."""
-        start = self._seq
-        self._seq += rows
-        return start
+    def at_page(self, ordinal: int) -> ShardWriter:
+        """Number the next rows as page ``ordinal`` of this shard's stream (1 for its first page).
+
+        A page holds at most ``MAX_RECORDS_PER_PAGE`` rows (``http.page_from_body`` refuses more) and
+        a stream at most ``MAX_MAX_PAGES`` pages (``TrackierSettings.max_pages``).
+        """
+        if not 0 < ordinal <= MAX_MAX_PAGES:
+            raise ValueError(f"page ordinal {ordinal} is outside 1..{MAX_MAX_PAGES}")
+        self._seq = self.shard * SEQ_PER_SHARD + ordinal * SEQ_PER_PAGE
+        return self
 
     def write_data(self, data: bytes) -> None:
-        """Rows already formatted by a ``CopyTextBuffer`` (whole rows, numbered by ``reserve``)."""
+        """Rows already formatted by a ``CopyTextBuffer`` (whole rows, numbered by ``at_page``)."""
         if data:
             self._sink.write(data)
 

@@ -19,7 +19,7 @@ BEGIN
 CREATE UNLOGGED TABLE IF NOT EXISTS {advertisers} (
     shard            integer NOT NULL,
     try_number       integer NOT NULL DEFAULT 1,  -- the Airflow try of the extract task that wrote it
-    seq              bigint  NOT NULL,      -- shard * 1e9 + position: a deterministic arrival order
+    seq              bigint  NOT NULL,      -- shard * 1e12 + page * 1e6 + position: arrival order
     page             integer,
     status           text    NOT NULL,      -- valid | rejected | duplicate
     carried          boolean NOT NULL DEFAULT false,  -- always false here (campaigns only)

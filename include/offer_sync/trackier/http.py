@@ -42,6 +42,7 @@ from urllib.parse import urljoin, urlsplit
 import orjson
 import requests
 
+from include.offer_sync.constants import MAX_PAGE_SIZE, MAX_RECORDS_PER_PAGE
 from include.offer_sync.errors import (
     TrackierAuthError,
     TrackierRedirectError,
@@ -166,12 +167,22 @@ class TrackierClient:
         return session
 
     def get_json(
-        self, path: str, params: list[tuple[str, Any]] | dict[str, Any], *, list_key: str | None = None
-    ) -> dict[str, Any]:
+        self,
+        path: str,
+        params: list[tuple[str, Any]] | dict[str, Any],
+        *,
+        list_key: str | None = None,
+        stage: Callable[[bytes], Any] | None = None,
+    ) -> Any:
         """GET ``path`` and return its JSON body, retrying what is worth retrying.
 
         With ``list_key``, a body without that list counts as a transient failure too (a proxy
         page or a half-deployed API, most likely), so it is retried like any other.
+
+        With ``stage``, an HTTP 200 response's bytes go to ``stage`` first, which parses and takes
+        them (a validation worker, ``extract_pool.py``) and returns what it made of them, or returns
+        None for a body it would not take (``accepted_page``: an error body, no list); then this
+        client parses and judges the same bytes itself, as without ``stage``.
 
         Raises ``TrackierAuthError`` at once for key/IP/account problems, ``TrackierResponseError``
         at once for a request the server calls malformed (retrying it would not change it), and
@@ -183,7 +194,9 @@ class TrackierClient:
         for attempt in range(1, attempts + 1):
             self.limiter.acquire()
             try:
-                body = self._get_once(path, params)
+                body = self._get_once(path, params, stage)
+                if not isinstance(body, dict):
+                    return body  # taken by ``stage``, which checked what the lines below check
                 if list_key is not None and not isinstance(body.get(list_key), list):
                     raise TrackierTransientError(f"the response has no {list_key!r} list (keys: {sorted(body)[:10]})")
                 return body
@@ -270,9 +283,13 @@ class TrackierClient:
             raise TrackierResponseError(f"GET {path}: more than {MAX_REDIRECTS} redirects within {_origin(base)}")
         return resp
 
-    def _get_once(self, path: str, params: Any) -> dict[str, Any]:
+    def _get_once(self, path: str, params: Any, stage: Callable[[bytes], Any] | None = None) -> Any:
         resp = self._follow(path, params)
-        body = _parse_json(resp)
+        if stage is not None and resp.status_code == 200:
+            staged = stage(resp.content)
+            if staged is not None:
+                return staged
+        body = parse_body(resp.content)
         code = _error_code(body)
         status = resp.status_code
 
@@ -314,31 +331,26 @@ class TrackierClient:
         page: int | None = None,
         token: str | None = None,
         limit: int | None = None,
+        stage: Callable[[int, bytes], Page | None] | None = None,
     ) -> Page:
-        """Fetch one page in either style. ``page`` selects numbered pages, else the cursor style."""
+        """Fetch one page in either style. ``page`` selects numbered pages, else the cursor style.
+
+        ``stage`` (numbered pages only): the page's bytes are parsed and staged by it
+        (``extract_pool.PagePool.stage``), which returns the ``Page`` with ``StagedRecords``; a body
+        it does not take is parsed here as always.
+        """
         limit = limit or self.settings.page_size
         params: list[tuple[str, Any]] = [("limit", limit)]
         if page is not None:
             params.append(("page", page))
         elif token:
             params.append(("pageToken", token))
-        body = self.get_json(f"/v2/{entity}", params, list_key=entity)
-        records = body[entity]
-        pagination = body.get("pagination") or {}
-        if not isinstance(pagination, dict):
-            pagination = {}
-        next_token = pagination.get("nextPageToken")
-        return Page(
-            entity=entity,
-            records=records,
-            page=page,
-            token=token,
-            next_token=next_token if isinstance(next_token, str) and next_token else None,
-            total=_first_int(pagination, TOTAL_FIELDS),
-            total_pages=_first_int(pagination, TOTAL_PAGES_FIELDS),
-            per_page=_first_int(pagination, ("perPage", "limit")),
-            fingerprint=page_fingerprint(records),
-        )
+        number = page
+        staged = None if stage is None or number is None else (lambda content: stage(number, content))
+        body = self.get_json(f"/v2/{entity}", params, list_key=entity, stage=staged)
+        if isinstance(body, Page):
+            return body
+        return page_from_body(entity, body, page, token)
 
     # --- pagination, delegated (the strategies live in pagination.py) ----------------------
 
@@ -356,10 +368,17 @@ class TrackierClient:
         threads: int = 1,
         planned_last: int | None = None,
         first_page: str | None = None,
+        stage: Callable[[int, bytes], Page | None] | None = None,
     ) -> Iterator[Page | PageFailure | Anomaly]:
         """Pages ``first..last`` in order (``last=None``: until a short page): see ``PageNumberPaginator``."""
         paginator = pagination.PageNumberPaginator(
-            self, entity, limit=limit, threads=threads, planned_last=planned_last, first_page=first_page
+            self,
+            entity,
+            limit=limit,
+            threads=threads,
+            planned_last=planned_last,
+            first_page=first_page,
+            stage=stage,
         )
         return paginator.pages(first, last)
 
@@ -368,17 +387,66 @@ class TrackierClient:
         return pagination.CursorPaginator(self, entity, limit=limit).pages()
 
 
-def _parse_json(resp: requests.Response) -> Any:
-    """orjson first (fast); the stdlib parser second, because it accepts what orjson refuses and a
-    record may legitimately hold (lone surrogates, NaN, and - with ``strict=False`` - raw tabs and
-    newlines inside strings, which hand-rolled serialisers send): one odd record must not lose its page."""
+def parse_body(content: bytes) -> Any:
+    """A response body as JSON (None: not JSON). orjson first (fast); the stdlib parser second,
+    because it accepts what orjson refuses and a record may legitimately hold (lone surrogates, NaN,
+    and - with ``strict=False`` - raw tabs and newlines inside strings, which hand-rolled serialisers
+    send): one odd record must not lose its page. The validation workers parse with this too."""
     try:
-        return orjson.loads(resp.content)
+        return orjson.loads(content)
     except orjson.JSONDecodeError:
         try:
-            return json.loads(resp.content, strict=False)
+            return json.loads(content, strict=False)
         except (ValueError, UnicodeDecodeError):
             return None
+
+
+def accepted_page(body: Any, entity: Entity) -> bool:
+    """Whether an HTTP 200 ``body`` is a page ``get_json(list_key=entity)`` returns as it is.
+
+    The same judgement as ``TrackierClient._get_once`` and ``get_json`` make of a 200 response (no
+    fatal or rate-limit app code, a JSON object, not ``success: false``, the entity's list present),
+    for a validation worker that parses the bytes itself: what it refuses, the client parses and
+    judges again, so an error body is retried or raised exactly as before
+    (``tests/unit/test_http_bodies.py`` holds the two to the same answers).
+    """
+    if not isinstance(body, dict):
+        return False
+    code = _error_code(body)
+    if code in FATAL_CODES or code == 40 or body.get("success") is False:
+        return False
+    return isinstance(body.get(entity), list)
+
+
+def page_from_body(entity: Entity, body: dict[str, Any], page: int | None, token: str | None) -> Page:
+    """A ``Page`` from an accepted body: its records and what its ``pagination`` says.
+
+    Raises ``TrackierResponseError`` (the page is recorded as failed, nothing of it staged) for a page
+    of more than ``MAX_RECORDS_PER_PAGE`` records: we ask for at most ``MAX_PAGE_SIZE``, and staging
+    numbers a page's rows in a field of that width.
+    """
+    records = body[entity]
+    if len(records) > MAX_RECORDS_PER_PAGE:
+        where = f"page {page}" if page is not None else "a cursor page"
+        raise TrackierResponseError(
+            f"{where} of {entity} holds {len(records):,} records, more than the {MAX_RECORDS_PER_PAGE:,} a page "
+            f"may hold (we ask for at most {MAX_PAGE_SIZE}); the page is skipped and the sweep is incomplete"
+        )
+    envelope = body.get("pagination") or {}
+    if not isinstance(envelope, dict):
+        envelope = {}
+    next_token = envelope.get("nextPageToken")
+    return Page(
+        entity=entity,
+        records=records,
+        page=page,
+        token=token,
+        next_token=next_token if isinstance(next_token, str) and next_token else None,
+        total=_first_int(envelope, TOTAL_FIELDS),
+        total_pages=_first_int(envelope, TOTAL_PAGES_FIELDS),
+        per_page=_first_int(envelope, ("perPage", "limit")),
+        fingerprint=page_fingerprint(records),
+    )
 
 
 def _error_code(body: Any) -> int | None:

@@ -70,12 +70,33 @@ class PaginationVerdict(TypedDict):
     fallback: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class StagedRecords:
+    """A page's records as a validation worker left them: staged already, only their count here.
+
+    What ``PageNumberPaginator``'s guards need of a page's records is their number (``len``) and the
+    page's fingerprint, which the worker computed (``Page.fingerprint``); the records themselves
+    never came back to the task process. ``staged`` is the worker's result, opaque to the transport
+    (``extract_pool.StagedPage``: the rows as COPY bytes and the page's outcome).
+    """
+
+    count: int
+    staged: Any
+
+    def __len__(self) -> int:
+        return self.count
+
+
 @dataclass(frozen=True)
 class Page:
-    """One page of an entity list, with what the server said about the pagination."""
+    """One page of an entity list, with what the server said about the pagination.
+
+    ``records`` is the parsed list, or ``StagedRecords`` when a validation worker parsed and staged
+    the page (``TrackierClient.fetch_page``'s ``stage``).
+    """
 
     entity: Entity
-    records: list[Any]
+    records: list[Any] | StagedRecords
     page: int | None
     token: str | None
     next_token: str | None
@@ -364,6 +385,7 @@ class PageNumberPaginator:
         threads: int = 1,
         planned_last: int | None = None,
         first_page: str | None = None,
+        stage: Callable[[int, bytes], Page | None] | None = None,
     ) -> None:
         self.client = client
         self.entity = entity
@@ -371,6 +393,7 @@ class PageNumberPaginator:
         self.threads = threads
         self.planned_last = planned_last
         self.guard = RepeatGuard(entity, "page", first_page)
+        self.stage = stage
 
     def pages(self, first: int, last: int | None) -> Iterator[Page | PageFailure | Anomaly]:
         """Pages ``first..last`` in order (``last=None``: until a short or empty page)."""
@@ -381,7 +404,7 @@ class PageNumberPaginator:
     def _fetch(self, n: int) -> Page | PageFailure:
         """Page ``n``, or the failure that is recorded in its place once the retries are spent."""
         try:
-            return self.client.fetch_page(self.entity, page=n, limit=self.limit)
+            return self.client.fetch_page(self.entity, page=n, limit=self.limit, stage=self.stage)
         except TrackierAuthError:
             raise
         except (TrackierTransientError, TrackierResponseError) as exc:

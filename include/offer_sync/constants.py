@@ -50,12 +50,16 @@ MAX_RECORDS_PER_PAGE = 999_999
 DEFAULT_MAX_SHARDS, MAX_MAX_SHARDS = API_TASKS_PER_ENTITY, 64
 #: Pages one extract task fetches at once (numbered pages only; a cursor stream is sequential).
 DEFAULT_FETCH_THREADS = 2
-#: Processes that validate one extract task's pages (``extract_pool.py``), capped by the usable cores;
-#: fewer than 2 (or a shard under POOL_MIN_RECORDS) and the task process validates every page itself.
-#: Off by default: they pay only where one task has spare cores (``airflow dags test`` at 1M: first
-#: sync 112.8 -> 90.3 s); where mapped tasks already fill the cores they cost (LocalExecutor at 1M on
-#: 2 cores: 101.5 s without, 113.9 s with). BENCHMARKS.md, "Issue 14, fourth round".
-DEFAULT_VALIDATE_PROCESSES, MAX_VALIDATE_PROCESSES = 0, 16
+#: Processes that parse and stage one extract task's pages (``extract_pool.py``), capped by the usable
+#: cores; fewer than 2 (or a shard under POOL_MIN_RECORDS) and the task process stages every page itself.
+#: ``auto`` (the default): as many as the usable cores (at most MAX_AUTO_VALIDATE_PROCESSES), and only
+#: when the rest of the machine leaves them idle as the shard starts (``extract_pool.busy_elsewhere``).
+#: They pay where one task has the cores to itself (``airflow dags test`` at 1M, the same machine
+#: minutes apart: first sync 88.0 -> 73.3 s, no-change resync 50.1 -> 33.9 s, 10 % changed 60.7 -> 46.9 s)
+#: and cost where mapped tasks already fill them (LocalExecutor at 1M on 2 cores: 70.3 -> 70.3,
+#: 28.1 -> 35.1, 43.6 -> 51.4 s). BENCHMARKS.md, "Issue 14, eleventh round".
+AUTO = "auto"
+DEFAULT_VALIDATE_PROCESSES, MAX_VALIDATE_PROCESSES, MAX_AUTO_VALIDATE_PROCESSES = AUTO, 16, 4
 POOL_MIN_RECORDS = 20_000
 
 # --- retries ------------------------------------------------------------------------------------

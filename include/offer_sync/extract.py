@@ -64,8 +64,9 @@ class ShardSummary:
     peak_rss_mb: float = 0.0
     #: Validation workers the shard used (0: the task process staged every page, ``extract_pool.py``).
     processes: int = 0
-    #: Seconds the task process waited for the workers' pages, and the workers' largest ``VmHWM``
-    #: (which counts the pages they share with the task process copy-on-write).
+    #: Seconds the fetch threads waited for the workers' pages (summed over the threads, the workers'
+    #: own time included), and the workers' largest ``VmHWM`` (which counts the pages they share
+    #: with the task process copy-on-write).
     worker_wait_s: float = 0.0
     worker_peak_rss_mb: float = 0.0
     last_page: int | None = None
@@ -181,7 +182,7 @@ def extract_shard(
     *,
     fetch_threads: int = DEFAULT_FETCH_THREADS,
     try_number: int = 1,
-    validate_processes: int = DEFAULT_VALIDATE_PROCESSES,
+    validate_processes: int | str = DEFAULT_VALIDATE_PROCESSES,
     pool_min_records: int | None = None,
 ) -> ShardSummary:
     """Fetch, validate and stage one shard; returns its summary.

@@ -63,6 +63,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from include.offer_sync.constants import AUTO, MAX_AUTO_VALIDATE_PROCESSES
 from include.offer_sync.load.staging import CopyTextBuffer, ShardWriter
 from include.offer_sync.page_staging import PageOutcome, stage_page
 from include.offer_sync.trackier.fingerprint import KnownFingerprints
@@ -157,20 +158,61 @@ def _cores(quota: int, period: int) -> int | None:
     return max(1, -(-quota // period))
 
 
-def pool_size(requested: int, expected_records: int | None, min_records: int, encoding: str) -> int:
+def pool_size(requested: int | str, expected_records: int | None, min_records: int, encoding: str) -> int:
     """How many workers a shard gets: 0 (the task process stages every page) or at least 2.
 
-    ``expected_records`` is None when the API gave no total (a stream of unknown length, possibly
-    the whole entity): that gets workers.
+    ``requested`` is ``validate_processes``: a number, or ``auto`` (the usable cores, at most
+    ``MAX_AUTO_VALIDATE_PROCESSES``, and none while other work keeps a core busy: ``busy_elsewhere``).
+    ``expected_records`` is None when the API gave no total (a stream of unknown length, possibly the
+    whole entity): that gets workers.
     """
-    if requested < 2:  # off (the default): no need to read the cgroup files for every shard
+    auto = requested == AUTO
+    if not auto and int(requested) < 2:  # off: no need to read the cgroup files for every shard
         return 0
-    workers = min(requested, usable_cores())
+    cores = usable_cores()
+    workers = min(MAX_AUTO_VALIDATE_PROCESSES, cores) if auto else min(int(requested), cores)
     if workers < 2 or encoding.replace("-", "").lower() != "utf8":
         return 0
     if expected_records is not None and expected_records < min_records:
         return 0
+    if auto:
+        busy = busy_elsewhere()
+        log.info("validation workers: %d cores usable, %.2f busy with other work", cores, busy)
+        if busy >= 1.0:
+            return 0
     return workers
+
+
+#: ``busy_elsewhere`` samples the run queue this often, this many times (0.1 s in all, once per shard).
+RUN_QUEUE_SAMPLES, RUN_QUEUE_INTERVAL_S = 20, 0.005
+PROC_STAT = Path("/proc/stat")
+
+
+def busy_elsewhere(samples: int = RUN_QUEUE_SAMPLES, interval_s: float = RUN_QUEUE_INTERVAL_S) -> float:
+    """How many cores other work keeps busy right now: the kernel's runnable tasks, this one excluded.
+
+    ``procs_running`` of ``/proc/stat`` (runnable threads, machine-wide), averaged over 0.1 s. Why:
+    workers only pay when their cores would otherwise be idle. Where mapped extract tasks already run
+    side by side (LocalExecutor, a Celery worker with several slots), each of them plus its workers
+    only takes turns on the same cores: at 1M on 2 cores the no-change resync took 35.1 s with
+    workers against 28.1 s without (BENCHMARKS.md, "Issue 14, eleventh round"). Under ``airflow dags
+    test``, or a worker slot with the machine to itself, the queue holds the task alone (measured
+    there: 0.0-0.3 besides it). Machine-wide on purpose: other containers' work takes the same cores
+    (a container with its own view of ``/proc`` counts only its own). Unreadable (not Linux): 0.
+    """
+    total = 0
+    for i in range(samples):
+        try:
+            with PROC_STAT.open("rb") as stat:
+                for line in stat:
+                    if line.startswith(b"procs_running "):
+                        total += int(line.split()[1]) - 1  # this task, reading
+                        break
+        except (OSError, ValueError):
+            return 0.0
+        if i + 1 < samples:
+            time.sleep(interval_s)
+    return max(0.0, total / samples)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr
 
 from include.offer_sync.constants import (
+    AUTO,
     DEFAULT_FETCH_THREADS,
     DEFAULT_MAX_PAGES,
     DEFAULT_MAX_SHARDS,
@@ -56,7 +57,7 @@ class TrackierSettings:
     pages_per_shard: int = DEFAULT_PAGES_PER_SHARD
     max_shards: int = DEFAULT_MAX_SHARDS
     fetch_threads: int = DEFAULT_FETCH_THREADS
-    validate_processes: int = DEFAULT_VALIDATE_PROCESSES
+    validate_processes: int | str = DEFAULT_VALIDATE_PROCESSES  # a number, or AUTO
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):
@@ -72,10 +73,14 @@ class TrackierSettings:
             raise ConfigurationError(f"trackier_api: page_size must be 1..{MAX_PAGE_SIZE}, got {self.page_size}")
         if not 1 <= self.max_pages <= MAX_MAX_PAGES:
             raise ConfigurationError(f"trackier_api: max_pages must be 1..{MAX_MAX_PAGES}, got {self.max_pages}")
-        if not 0 <= self.validate_processes <= MAX_VALIDATE_PROCESSES:
+        workers = self.validate_processes
+        if isinstance(workers, str) and workers.strip().isdigit():  # "2" from a hand-written extra
+            workers = int(workers)
+            object.__setattr__(self, "validate_processes", workers)
+        if workers != AUTO and not (type(workers) is int and 0 <= workers <= MAX_VALIDATE_PROCESSES):
             raise ConfigurationError(
-                f"trackier_api: validate_processes must be 0..{MAX_VALIDATE_PROCESSES} (0: validate in the task "
-                f"process), got {self.validate_processes}"
+                f"trackier_api: validate_processes must be {AUTO!r} or 0..{MAX_VALIDATE_PROCESSES} (0: stage in the "
+                f"task process), got {workers!r}"
             )
         if self.pagination not in ("auto", "page", "cursor"):
             raise ConfigurationError(f"trackier_api: pagination must be auto, page or cursor, got {self.pagination!r}")

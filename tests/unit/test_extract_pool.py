@@ -1,4 +1,5 @@
-"""How many validation workers a task may start: never more than its container's CPU limit allows.
+"""How many validation workers a task may start: never more than its container's CPU limit allows,
+and with ``auto`` (the default) none while other work keeps a core busy.
 
 The cgroup trees here are files in a temporary directory laid out as the kernel lays them out
 (cgroup v2's ``cpu.max``, v1's ``cpu.cfs_quota_us``/``cpu.cfs_period_us``), with the
@@ -7,13 +8,18 @@ The cgroup trees here are files in a temporary directory laid out as the kernel 
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import time
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from include.offer_sync import extract_pool
-from include.offer_sync.extract_pool import cgroup_cpu_limit, pool_size, usable_cores
+from include.offer_sync.errors import ConfigurationError
+from include.offer_sync.extract_pool import busy_elsewhere, cgroup_cpu_limit, pool_size, usable_cores
+from include.offer_sync.settings import TrackierSettings
 
 
 def _tree(tmp_path: Path, proc: str, files: dict[str, str]) -> tuple[Path, Path]:
@@ -82,3 +88,60 @@ def test_without_a_quota_the_affinity_decides(tmp_path, monkeypatch) -> None:
     proc_cgroup, root = _tree(tmp_path, "0::/\n", {"cpu.max": "max 100000\n"})
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
     assert usable_cores(proc_cgroup, root) == 4
+
+
+def _run_queue(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, running: int) -> None:
+    """A ``/proc/stat`` whose ``procs_running`` says ``running`` (this task included)."""
+    stat = tmp_path / "stat"
+    stat.write_text(f"cpu  1 2 3 4\nintr 5\nprocs_running {running}\nprocs_blocked 0\n")
+    monkeypatch.setattr(extract_pool, "PROC_STAT", stat)
+
+
+def test_auto_starts_workers_only_while_no_other_work_keeps_a_core_busy(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(extract_pool, "usable_cores", lambda: 2)
+    _run_queue(tmp_path, monkeypatch, running=1)  # the task alone: airflow dags test, an idle worker slot
+    assert pool_size("auto", 250_000, 20_000, "UTF8") == 2
+    _run_queue(tmp_path, monkeypatch, running=3)  # two sibling extract tasks busy (LocalExecutor)
+    assert pool_size("auto", 250_000, 20_000, "UTF8") == 0
+    assert pool_size(2, 250_000, 20_000, "UTF8") == 2, "a number is obeyed whatever the load"
+    _run_queue(tmp_path, monkeypatch, running=1)
+    monkeypatch.setattr(extract_pool, "usable_cores", lambda: 32)
+    assert pool_size("auto", 250_000, 20_000, "UTF8") == extract_pool.MAX_AUTO_VALIDATE_PROCESSES
+    assert pool_size("auto", 19_999, 20_000, "UTF8") == 0, "a small shard stays in the task process"
+
+
+def _spin(seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
+def test_busy_elsewhere_counts_processes_that_keep_cores_busy() -> None:
+    """The real run queue: two processes spinning are two cores busy besides this one."""
+    spinners = [multiprocessing.get_context("fork").Process(target=_spin, args=(5.0,)) for _ in range(2)]
+    for spinner in spinners:
+        spinner.start()
+    try:
+        time.sleep(0.2)
+        assert busy_elsewhere() >= 1.5
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.join()
+
+
+def test_busy_elsewhere_without_a_run_queue_to_read_is_zero(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(extract_pool, "PROC_STAT", tmp_path / "missing")
+    assert busy_elsewhere(samples=2, interval_s=0) == 0.0
+
+
+@pytest.mark.parametrize(("value", "stored"), [("auto", "auto"), (0, 0), (2, 2), ("3", 3), (16, 16)], ids=str)
+def test_validate_processes_is_auto_or_a_count(value, stored) -> None:
+    settings = TrackierSettings(base_url="https://api.example", api_key=SecretStr("k"), validate_processes=value)
+    assert settings.validate_processes == stored
+
+
+@pytest.mark.parametrize("value", ["many", 17, -1, 2.0, True, None], ids=str)
+def test_a_validate_processes_that_is_neither_is_refused_by_name(value) -> None:
+    with pytest.raises(ConfigurationError, match=r"validate_processes must be 'auto' or 0\.\.16"):
+        TrackierSettings(base_url="https://api.example", api_key=SecretStr("k"), validate_processes=value)

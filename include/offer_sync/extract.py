@@ -192,8 +192,9 @@ def extract_shard(
     Airflow try) goes on every row: if an earlier try of this shard is still running (a zombie),
     only the newest try's rows count, and a try that finds a newer one started writes nothing.
 
-    ``validate_processes``: pages are validated in that many forked workers when the shard is big
-    enough and the cores are there (``extract_pool.py``); the rows staged are the same either way.
+    ``validate_processes``: pages are parsed and staged in that many forked workers (``auto``: one
+    per idle core) when the shard is big enough and the cores are there (``extract_pool.pool_size``);
+    the rows staged are the same either way.
     """
     started = time.perf_counter()
     _calm_garbage_collector()

@@ -80,6 +80,7 @@ def _record(af: Any, run_id: str) -> dict[str, Any]:
         **{k: result.get(k) for k in ("status", "added", "updated", "unchanged", "duration_s")},
         "peak_task_rss_mb": metrics.get("peak_task_rss_mb"),
         "db_statements": metrics.get("db_statements"),
+        "shards_with_workers": metrics.get("shards_with_workers"),
     }
     print(f"  {run_id}: {record}", flush=True)
     return record

@@ -77,6 +77,9 @@ class RunMetrics(TypedDict):
     records_rejected: int
     db_statements: int
     shards: ShardCounts
+    #: Extract tasks that parsed and staged their pages in validation workers (``extract_pool.py``;
+    #: with ``validate_processes: auto`` that depends on the load each one found as it started).
+    shards_with_workers: int
 
 
 class MergeTimings(TypedDict):

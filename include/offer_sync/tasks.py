@@ -258,6 +258,7 @@ def collect_metrics(run: RunHandle, summaries: list[ShardSummary], sweep: Sweep,
             "advertisers": sum(1 for s in summaries if s["entity"] == "advertisers"),
             "campaigns": sum(1 for s in summaries if s["entity"] == "campaigns"),
         },
+        "shards_with_workers": sum(1 for s in summaries if s["processes"]),
     }
 
 

@@ -95,6 +95,8 @@ def test_a_resync_through_the_workers_carries_the_unchanged_and_merges_the_chang
     assert sum(s["carried"] for s in campaigns) == 1080
     second = run_sync(offers_db, api, "run-3")  # run-2 was only staged: run-3 merges the renames
     assert (second["added"], second["updated"], second["unchanged"]) == (0, 120, 1080)
+    shards = second["metrics"]["shards"]
+    assert second["metrics"]["shards_with_workers"] == shards["advertisers"] + shards["campaigns"], "reported"
     titles = dict(sql("SELECT trackier_id, title FROM offers WHERE title LIKE 'Renamed %'"))
     assert len(titles) == 120
 

@@ -103,6 +103,8 @@ def test_auto_starts_workers_only_while_no_other_work_keeps_a_core_busy(tmp_path
     assert pool_size("auto", 250_000, 20_000, "UTF8") == 2
     _run_queue(tmp_path, monkeypatch, running=3)  # two sibling extract tasks busy (LocalExecutor)
     assert pool_size("auto", 250_000, 20_000, "UTF8") == 0
+    _run_queue(tmp_path, monkeypatch, running=2)  # one
+    assert pool_size("auto", 250_000, 20_000, "UTF8") == 0
     assert pool_size(2, 250_000, 20_000, "UTF8") == 2, "a number is obeyed whatever the load"
     _run_queue(tmp_path, monkeypatch, running=1)
     monkeypatch.setattr(extract_pool, "usable_cores", lambda: 32)

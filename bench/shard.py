@@ -6,7 +6,7 @@ the campaigns, and runs the first campaign shard through ``tasks.extract_shard``
 shard's wall time, the CPU of this process and of its children (the workers), and the summary's
 validate/stage/wait split, with the load average: what ``extract_pool.py`` quotes.
 
-    python -m bench.shard --size 100k --processes 0,2 --repeat 2
+    python -m bench.shard --size 100k --processes 0,auto --repeat 2
 """
 
 from __future__ import annotations
@@ -23,18 +23,19 @@ from pydantic import SecretStr
 from bench.cluster import start_database
 from bench.run import API_KEY, PAGE_SIZE, SIZES, FakeServer
 from include.offer_sync import tasks
+from include.offer_sync.constants import AUTO
 from include.offer_sync.settings import DatabaseSettings, TrackierSettings
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.shard", description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="100k", choices=list(SIZES))
-    parser.add_argument("--processes", default="0,2", help="validate_processes values to compare")
+    parser.add_argument("--processes", default="0,auto", help="validate_processes values to compare")
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args(argv)
     offers, advertisers = SIZES[args.size]
-    modes = [int(p) for p in args.processes.split(",")]
+    modes = [p if p == AUTO else int(p) for p in args.processes.split(",")]
     workdir = Path(tempfile.mkdtemp(prefix="bench-shard-"))
     with start_database(workdir) as cluster:
         db = DatabaseSettings(cluster.create("bench_shard"))
@@ -61,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
                         f"wall={wall:.2f}s cpu: task={own:.2f}s workers={children:.2f}s | "
                         f"validate={s['validate_s']:.2f}s stage={s['stage_s']:.2f}s "
                         f"fetch_wait={s['fetch_wait_s']:.2f}s "
-                        f"worker_wait={s['worker_wait_s']:.2f}s | load {os.getloadavg()[0]:.2f}",
+                        f"worker_wait={s['worker_wait_s']:.2f}s | VmHWM task {s['peak_rss_mb']:.0f} MB, "
+                        f"workers {s['worker_peak_rss_mb']:.0f} MB | load {os.getloadavg()[0]:.2f}",
                         flush=True,
                     )
         finally:

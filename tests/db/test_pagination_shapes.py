@@ -32,6 +32,9 @@ from include.offer_sync.settings import TrackierSettings
 from include.offer_sync.trackier.http import MAX_REDIRECTS, TrackierClient
 from tests.helpers import TEST_API_KEY, Answer, PlainApi, cursor_shard, json_body, trackier_settings
 
+#: Every test twice: pages staged by the task process, and by validation workers (tests/db/conftest.py).
+pytestmark = pytest.mark.usefixtures("either_staging_path")
+
 # A regression must end in a failed assertion, not in 100,000 requests: every sync here is capped.
 CAP = {"max_pages": 200}
 

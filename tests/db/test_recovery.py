@@ -28,6 +28,9 @@ from include.offer_sync.settings import DatabaseSettings
 from include.offer_sync.trackier.http import TrackierClient
 from tests.helpers import TEST_API_KEY, assert_key_in_no_table, cursor_shard, trackier_settings
 
+#: Every test twice: pages staged by the task process, and by validation workers (tests/db/conftest.py).
+pytestmark = pytest.mark.usefixtures("either_staging_path")
+
 DAG_ID = "trackier_offer_sync"
 LIVE_TABLES = ("brands", "offers", "offer_audit")
 MERGE_LOCK = "SELECT pg_advisory_lock(hashtext('trackier_offer_sync.merge'))"

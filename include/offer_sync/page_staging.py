@@ -1,8 +1,9 @@
 """Staging one page: carry what the catalogue already holds, validate the rest, write the rows.
 
-The same functions run in the task process and, for the validation step, in the validation
-workers (``extract_pool.py``): which process stages a page never changes its rows. Rows of a page
-are numbered carried first, then valid, then rejected.
+``stage_page`` runs in the task process and, on the response's own bytes, in the validation workers
+(``extract_pool.py``, which inherit the known fingerprints at the fork): which process stages a page
+never changes its rows. Rows of a page are numbered carried first, then valid, then rejected, from
+the number ``ShardWriter.at_page`` gives the page.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class PageOutcome:
     """What staging one page (or the validated part of it) did: counts, timings, the first reject.
 
     Small and picklable: a validation worker returns it with its rows' COPY bytes
-    (``extract_pool.py``), the task process folds it into the ``ShardSummary``.
+    (``extract_pool.StagedPage``), the task process folds it into the ``ShardSummary``.
     """
 
     records: int
@@ -68,8 +69,8 @@ def carry_page(
 ) -> Unvalidated:
     """Stage the campaigns the catalogue already holds (``trackier/fingerprint.py``) and return the rest.
 
-    Runs in the task process (it holds the known fingerprints); the fingerprint and the lookup count
-    as validation time, the carried rows' COPY as staging. Advertisers are never carried.
+    The fingerprint and the lookup count as validation time, the carried rows' COPY as staging.
+    Advertisers are never carried.
     """
     if entity != "campaigns":
         return Unvalidated(records, None, PageOutcome(0, 0, 0, 0, 0.0, 0.0))

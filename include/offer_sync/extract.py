@@ -240,7 +240,7 @@ def extract_shard(
             log.info("%s: run %s already merged; nothing to fetch", shard["label"], run_id)
             summary.wall_s = time.perf_counter() - started
             return summary
-        writer = ShardWriter.copy_into(cur, tables.table_for(entity), entity, index, try_number)
+        writer = ShardWriter.copy_into(cur, tables.table_for(entity), entity, index, try_number, first_page=first)
         min_records = POOL_MIN_RECORDS if pool_min_records is None else pool_min_records
         # A cursor stream is fetched one page after the other, each waiting for the last one's
         # cursor: workers could not run ahead of it, so its pages are staged here.
@@ -273,7 +273,7 @@ def extract_shard(
                         if isinstance(item.records, StagedRecords):
                             outcome = PagePool.relay(item, writer)
                         else:  # no workers, or a body the workers left to the client to judge
-                            writer.at_page(item.page - first + 1)
+                            writer.at_page(item.page)
                             outcome = stage_page(entity, item.page, item.records, writer, known)
                         _count_page(summary, entity, item.page, outcome)
                     elif isinstance(item, PageFailure):

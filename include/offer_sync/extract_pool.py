@@ -243,8 +243,7 @@ class PagePool:
     ) -> None:
         self._pool = pool
         self.workers = workers
-        self._shard = (entity, shard, try_number)
-        self._first_page = first_page
+        self._shard = (entity, shard, try_number, first_page)
         #: The workers' exit sentinels: readable once a worker is gone, whoever reaped it.
         self._sentinels = [p.sentinel for p in _processes(pool)]
         self._lock = threading.Lock()
@@ -257,7 +256,7 @@ class PagePool:
     def stage(self, number: int, content: bytes) -> Page | None:
         """Page ``number`` (of the shard starting at ``first_page``) parsed and staged by a worker."""
         t = time.perf_counter()
-        future = self._pool.submit(_stage_in_worker, *self._shard, number, number - self._first_page + 1, content)
+        future = self._pool.submit(_stage_in_worker, *self._shard, number, content)
         page = self._result(future)  # a worker's error (or death) raises here, in the fetch thread
         with self._lock:
             self.wait_s += time.perf_counter() - t
@@ -387,7 +386,7 @@ def _init_worker(parent: int, known: KnownFingerprints) -> None:
 
 
 def _stage_in_worker(
-    entity: Entity, shard: int, try_number: int, number: int, ordinal: int, content: bytes
+    entity: Entity, shard: int, try_number: int, first_page: int, number: int, content: bytes
 ) -> Page | None:
     """The task process's parsing (``http.py``) and staging (``page_staging.stage_page``) of one
     response's bytes, into a buffer instead of the COPY; None for a body the client must judge."""
@@ -402,7 +401,7 @@ def _stage_in_worker(
     assert isinstance(records, list)  # parsed here, not staged yet
     parsed = time.perf_counter() - t
     buffer = CopyTextBuffer()
-    writer = ShardWriter(buffer, entity, shard, try_number).at_page(ordinal)
+    writer = ShardWriter(buffer, entity, shard, try_number, first_page=first_page).at_page(number)
     outcome = stage_page(entity, number, records, writer, _KNOWN)
     data = buffer.getvalue()
     # Parsing counts as validation here (in the task process it shows as fetch waits).

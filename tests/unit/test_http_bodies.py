@@ -59,7 +59,7 @@ def _fetch(url: str, stage: Callable[[int, bytes], Page | None] | None) -> Any:
 
 def _in_this_process(number: int, content: bytes) -> Page | None:
     """What a worker runs (``extract_pool._stage_in_worker``), here, so that the test sees it run."""
-    return extract_pool._stage_in_worker("campaigns", 0, 1, number, number, content)
+    return extract_pool._stage_in_worker("campaigns", 0, 1, 1, number, content)
 
 
 def _comparable(result: Any) -> Any:

@@ -143,14 +143,16 @@ class ShardWriter:
     The rows go to ``sink`` (anything with ``write_row``): the COPY itself (``copy_into``), or, in a
     validation worker, a ``CopyTextBuffer`` whose bytes the task process writes with ``write_data``.
     ``seq`` numbers the rows in page order: ``at_page`` starts each page's numbers at a value its
-    ordinal alone fixes (``SEQ_PER_PAGE``), so a worker that stages a page numbers its rows exactly as
-    the task process would, without knowing how many rows the pages before it had.
+    ordinal in the shard's stream alone fixes (``SEQ_PER_PAGE``; ``first_page`` is the stream's first
+    page number), so a worker that stages a page numbers its rows exactly as the task process would,
+    without knowing how many rows the pages before it had.
     """
 
-    def __init__(self, sink: Any, entity: str, shard: int, try_number: int = 1) -> None:
+    def __init__(self, sink: Any, entity: str, shard: int, try_number: int = 1, *, first_page: int = 1) -> None:
         self.entity = entity
         self.shard = shard
         self.try_number = try_number
+        self.first_page = first_page
         self._sink = sink
         self._copy_cm: Any = None
         self._seq = shard * SEQ_PER_SHARD
@@ -162,22 +164,30 @@ class ShardWriter:
 
     @classmethod
     def copy_into(
-        cls, cursor: psycopg.Cursor[Any], table: str, entity: str, shard: int, try_number: int = 1
+        cls,
+        cursor: psycopg.Cursor[Any],
+        table: str,
+        entity: str,
+        shard: int,
+        try_number: int = 1,
+        *,
+        first_page: int = 1,
     ) -> ShardWriter:
         """A writer whose rows go into ``table`` through one COPY on ``cursor`` (ended by ``close``)."""
         columns = sql.SQL(", ").join(sql.Identifier(c) for c in staging_columns(entity))
         statement = sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(table), columns)
         copy_cm = cursor.copy(statement)
-        writer = cls(copy_cm.__enter__(), entity, shard, try_number)
+        writer = cls(copy_cm.__enter__(), entity, shard, try_number, first_page=first_page)
         writer._copy_cm = copy_cm
         return writer
 
-    def at_page(self, ordinal: int) -> ShardWriter:
-        """Number the next rows as page ``ordinal`` of this shard's stream (1 for its first page).
+    def at_page(self, page: int) -> ShardWriter:
+        """Number the next rows as page number ``page`` (a cursor stream's pages count from 1).
 
         A page holds at most ``MAX_RECORDS_PER_PAGE`` rows (``http.page_from_body`` refuses more) and
         a stream at most ``MAX_MAX_PAGES`` pages (``TrackierSettings.max_pages``).
         """
+        ordinal = page - self.first_page + 1
         if not 0 < ordinal <= MAX_MAX_PAGES:
             raise ValueError(f"page ordinal {ordinal} is outside 1..{MAX_MAX_PAGES}")
         self._seq = self.shard * SEQ_PER_SHARD + ordinal * SEQ_PER_PAGE

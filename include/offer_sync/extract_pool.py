@@ -167,13 +167,16 @@ def pool_size(requested: int | str, expected_records: int | None, min_records: i
     whole entity): that gets workers.
     """
     auto = requested == AUTO
-    if not auto and int(requested) < 2:  # off: no need to read the cgroup files for every shard
+    # What needs no system file first: a small shard or a non-UTF-8 connection never reads the cgroups.
+    if not auto and int(requested) < 2:
+        return 0
+    if encoding.replace("-", "").lower() != "utf8":
+        return 0
+    if expected_records is not None and expected_records < min_records:
         return 0
     cores = usable_cores()
     workers = min(MAX_AUTO_VALIDATE_PROCESSES, cores) if auto else min(int(requested), cores)
-    if workers < 2 or encoding.replace("-", "").lower() != "utf8":
-        return 0
-    if expected_records is not None and expected_records < min_records:
+    if workers < 2:
         return 0
     if auto:
         busy = busy_elsewhere()

@@ -147,3 +147,16 @@ def test_validate_processes_is_auto_or_a_count(value, stored) -> None:
 def test_a_validate_processes_that_is_neither_is_refused_by_name(value) -> None:
     with pytest.raises(ConfigurationError, match=r"validate_processes must be 'auto' or 0\.\.16"):
         TrackierSettings(base_url="https://api.example", api_key=SecretStr("k"), validate_processes=value)
+
+
+def test_a_small_shard_or_a_non_utf8_connection_reads_no_system_file(monkeypatch) -> None:
+    """With auto the default, every shard asks: the cheap answers must not cost cgroup and /proc reads."""
+
+    def unexpected(*args: object, **kwargs: object) -> None:
+        raise AssertionError("read the cores or the run queue for a shard that gets no workers anyway")
+
+    monkeypatch.setattr(extract_pool, "usable_cores", unexpected)
+    monkeypatch.setattr(extract_pool, "busy_elsewhere", unexpected)
+    assert pool_size("auto", 2_000, 20_000, "UTF8") == 0
+    assert pool_size("auto", 250_000, 20_000, "LATIN1") == 0
+    assert pool_size(0, 250_000, 20_000, "UTF8") == 0

@@ -75,6 +75,20 @@ def main(results_file: str, out_file: str) -> int:
             color="grey",
             label="fetch only, no database (the floor)",
         )
+    airflow = [
+        (e["offers"], e["systems"]["airflow_floor"]["runs"]["first"]["wall_s"])
+        for e in sizes
+        if e["systems"].get("airflow_floor", {}).get("runs", {}).get("first", {}).get("ok")
+    ]
+    if airflow:
+        ax_time.plot(
+            [a[0] for a in airflow],
+            [a[1] for a in airflow],
+            marker="x",
+            linestyle="--",
+            color="grey",
+            label="Airflow alone: our DAG's tasks, empty (airflow dags test)",
+        )
     plain = FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}")
     for ax, title, unit in (
         (ax_time, "Wall time per sync", "seconds"),

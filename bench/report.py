@@ -9,7 +9,8 @@ from typing import Any
 
 from devtools.airflow_run import REPO_ROOT
 
-SYSTEM_ORDER = ("ours", "loop", "dlt", "dlt_nonest", "fetch_only")
+#: Every system the benchmark knows, in table order (``bench/run.py`` defines them).
+SYSTEM_ORDER = ("ours", "loop", "dlt", "dlt_nonest", "fetch_only", "airflow_floor")
 SIZE_ORDER = ("tiny", "1k", "10k", "100k", "1m")
 SCENARIOS = (("first", "first sync"), ("nochange", "no-change resync"), ("changed10", "10% payouts changed"))
 
@@ -467,6 +468,10 @@ def write_markdown(results: dict[str, Any], path: Path, chart: Path, chart_note:
         "`INSERT ... ON CONFLICT` per record and a commit per page, no validation and no audit. dlt uses its "
         '`rest_api` source, postgres destination, `write_disposition="merge"`, `primary_key="id"`. '
         "'fetch only' reads every page with `requests` and parses it, and writes nothing: the floor.",
+        "- **Airflow alone**: `airflow dags test` of `bench/airflow_floor/` - our DAG's tasks, dependencies, "
+        "mapping and outlet with empty bodies, mapped over the shard labels ours plans at that size (one run: "
+        "it does not depend on the data). What ours costs before its own code does any work; its 'vs ours' is "
+        "that share of ours' time.",
         "- **fake server**: asked to render every record before each sync (`/_fake/prerender`), outside the "
         "measured time, as a real Trackier renders on its own machines; `--fake-renders per-request` renders each "
         "page when it is asked for, on the measured machine (every round before the eighth).",

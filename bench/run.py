@@ -43,8 +43,12 @@ import psycopg
 
 from bench.cluster import Database, start_database
 from bench.procs import FakeServer, MemorySampler, is_airflow_dags_test, sampling
+from bench.report import SYSTEM_ORDER
 from devtools.airflow_run import REPO_ROOT, airflow_env, prepare_home, run_dag_test
 from devtools.fake_trackier import Catalogue
+from include.offer_sync.constants import DAG_ID, DEFAULT_MAX_SHARDS, DEFAULT_PAGES_PER_SHARD
+from include.offer_sync.trackier.pagination import Probe
+from include.offer_sync.trackier.shards import plan_shards
 
 BENCH_DIR = REPO_ROOT / "bench"
 PEERS_VENV = BENCH_DIR / ".venv-peers"
@@ -88,7 +92,12 @@ PEERS: dict[str, System] = {
     ),
     "fetch_only": System("fetch_only", "fetch only (no database)", None, "bench.peers.fetch_only"),
 }
-SYSTEM_ORDER = ("ours", "loop", "dlt", "dlt_nonest", "fetch_only")
+#: Airflow alone: ``airflow dags test`` of our DAG's shape with empty task bodies (``bench/airflow_floor``),
+#: over the shard labels ours plans at this size. It needs no peers venv and loads nothing.
+AIRFLOW_FLOOR = System("airflow_floor", "Airflow alone: our DAG's tasks, empty (airflow dags test)", None)
+FLOOR_DAGS = BENCH_DIR / "airflow_floor"
+FLOOR_DAG_ID = "offer_sync_airflow_floor"  # the dag_id in FLOOR_DAGS/offer_sync_floor.py
+SYSTEMS: dict[str, System] = {OURS.key: OURS, **PEERS, AIRFLOW_FLOOR.key: AIRFLOW_FLOOR}
 
 #: Per system: SQL returning (brands, offers, payout sum of the first payout rule) after a sync.
 CHECK_SQL: dict[str, str] = {
@@ -248,19 +257,64 @@ def run_ours(ctx: Context, scenario: str, url: str) -> dict[str, Any]:
     return out
 
 
-def airflow_tasks(home: Path, sampler: MemorySampler, inner: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def floor_shards(offers: int, advertisers: int) -> dict[str, list[str]]:
+    """The shard labels ours plans for this catalogue (numbered pages with a total, default settings)."""
+    labels: dict[str, list[str]] = {}
+    for entity, total in (("advertiser_shards", advertisers), ("campaign_shards", offers)):
+        probe = Probe(style="page", total=total, total_pages=-(-total // PAGE_SIZE), page_size=PAGE_SIZE)
+        name = "advertisers" if entity == "advertiser_shards" else "campaigns"
+        labels[entity] = [s["label"] for s in plan_shards(name, probe, DEFAULT_PAGES_PER_SHARD, DEFAULT_MAX_SHARDS)]
+    return labels
+
+
+def run_floor(ctx: Context, scenario: str) -> dict[str, Any]:
+    """``airflow dags test`` of ``bench/airflow_floor`` (our tasks, empty), in its own Airflow home."""
+    home = ctx.airflow_home.with_name(ctx.airflow_home.name + "-floor")
+    env = airflow_env(
+        home,
+        trackier_conn=ours_conn(ctx),
+        offers_db_url="postgresql://unused@127.0.0.1:9/unused",  # the floor's tasks touch no database
+        extra={"AIRFLOW__CORE__DAGS_FOLDER": str(FLOOR_DAGS)},
+    )
+    prepare_home(home, env)  # outside the measured time, as for ours (bench_size)
+    conf = floor_shards(ctx.offers, ctx.advertisers)
+    with sampling(is_airflow_dags_test) as sampler:
+        run = run_dag_test(env, conf, timeout=300, dag_id=FLOOR_DAG_ID)
+    (ctx.logs / f"{ctx.size}-airflow_floor-{scenario}.log").write_text(run.output, encoding="utf-8")
+    out: dict[str, Any] = {
+        "wall_s": run.wall_s,
+        "ok": run.succeeded,
+        "peak_rss_mb": sampler.peak_mb,
+        "peak_pss_mb": sampler.peak_pss_mb,
+        "root_hwm_mb": sampler.root_hwm_mb,
+        "process_cpu_s": sampler.root_cpu_s,
+        "shards": {"advertisers": len(conf["advertiser_shards"]), "campaigns": len(conf["campaign_shards"])},
+    }
+    if not run.succeeded:
+        out["error"] = "airflow dags test (the floor) failed; tail: " + run.output[-1500:]
+    out["tasks"] = airflow_tasks(home, sampler, {}, dag_id=FLOOR_DAG_ID)
+    if out["tasks"]:
+        in_tasks = sum(t["airflow_s"] or 0 for t in out["tasks"])
+        out["airflow_tasks_s"] = round(in_tasks, 3)
+        out["outside_tasks_s"] = round(run.wall_s - in_tasks, 3)
+    return out
+
+
+def airflow_tasks(
+    home: Path, sampler: MemorySampler, inner: dict[str, dict[str, Any]], dag_id: str = DAG_ID
+) -> list[dict[str, Any]]:
     """Task instances of the latest run, from Airflow's SQLite metadata: duration, memory, our own wall."""
     try:
         with contextlib.closing(sqlite3.connect(home / "airflow.db")) as conn:
             run = conn.execute(
-                "SELECT run_id FROM dag_run WHERE dag_id = 'trackier_offer_sync' ORDER BY id DESC LIMIT 1"
+                "SELECT run_id FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1", (dag_id,)
             ).fetchone()
             if not run:
                 return []
             rows = conn.execute(
                 "SELECT task_id, map_index, rendered_map_index, start_date, end_date, duration, state "
-                "FROM task_instance WHERE dag_id = 'trackier_offer_sync' AND run_id = ? ORDER BY start_date",
-                (run[0],),
+                "FROM task_instance WHERE dag_id = ? AND run_id = ? ORDER BY start_date",
+                (dag_id, run[0]),
             ).fetchall()
     except sqlite3.Error:
         return []
@@ -427,7 +481,7 @@ def bench_size(size: str, args: argparse.Namespace, workroot: Path, logs: Path, 
             env = airflow_env(home, trackier_conn=ours_conn(ctx), offers_db_url=db.url(OURS.database or ""))
             prepare_home(home, env)  # serialize the DAG as it is now (others may be editing it)
             for key in args.systems:
-                system = OURS if key == "ours" else PEERS[key]
+                system = SYSTEMS[key]
                 entry["systems"][key] = {
                     "label": system.label,
                     "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -459,10 +513,12 @@ def run_scenarios(ctx: Context, system: System) -> dict[str, Any]:
         if system.key == "ours":
             assert url is not None
             runs[scenario] = measure(ctx, system, scenario, lambda s=scenario: run_ours(ctx, s, url))
+        elif system.key == AIRFLOW_FLOOR.key:
+            runs[scenario] = measure(ctx, system, scenario, lambda s=scenario: run_floor(ctx, s))
         else:
             runs[scenario] = measure(ctx, system, scenario, lambda s=scenario: run_peer(ctx, system, s, url))
-        if system.key == "fetch_only" and scenario == "first":
-            break  # fetching does not depend on what a database holds
+        if system.key in ("fetch_only", AIRFLOW_FLOOR.key) and scenario == "first":
+            break  # neither fetching nor Airflow's own cost depends on what a database holds
     return runs
 
 
@@ -565,11 +621,11 @@ def main(argv: list[str] | None = None) -> int:
             results = json.loads(results_path.read_text())
     results.setdefault("sizes", {})
     peers_versions: dict[str, str] = {}
-    if any(s != "ours" for s in args.systems):
+    if any(SYSTEMS[s].module for s in args.systems):
         error = ensure_peers_venv()
         if error:
-            log(f"cannot install the peers, running ours only: {error}")
-            args.systems = [s for s in args.systems if s == "ours"]
+            log(f"cannot install the peers, running ours (and the Airflow floor) only: {error}")
+            args.systems = [s for s in args.systems if not SYSTEMS[s].module]
     if PEERS_PYTHON.exists():  # versions of what measured the peers (also when they are not re-run now)
         proc = subprocess.run(
             [str(PEERS_PYTHON), "-c", "import dlt, matplotlib; print(dlt.__version__, matplotlib.__version__)"],

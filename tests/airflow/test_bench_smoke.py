@@ -109,3 +109,80 @@ def test_bench_tiny_writes_results_and_table(tmp_path: Path) -> None:
     assert text.index("## Chart") < text.index(BY_HAND) < text.index("## How each figure is measured")
     assert "stale numbers" not in text
     assert "## Stale generated tail" not in text
+
+
+SHAPE_PROBE = r"""
+import json, sys
+from airflow.dag_processing.dagbag import DagBag
+out = {}
+for folder in sys.argv[1:]:
+    bag = DagBag(dag_folder=folder)
+    for dag_id, dag in bag.dags.items():
+        out[dag_id] = {
+            "errors": sorted(bag.import_errors),
+            "tasks": {t.task_id: {"upstream": sorted(t.upstream_task_ids),
+                                  "mapped": "MappedOperator" in t.__class__.__name__,
+                                  "map_index_template": getattr(t, "map_index_template", None),
+                                  "outlets": len(getattr(t, "outlets", []) or [])}
+                      for t in dag.tasks},
+        }
+print("RESULT" + json.dumps(out))
+"""
+
+
+def test_airflow_floor_has_our_dags_tasks_and_runs_over_our_shard_labels(tmp_path: Path) -> None:
+    """The floor (``bench/airflow_floor``) is only a fair measure of Airflow's own cost if it is our
+    DAG with the work taken out: same task ids, same dependencies, same mapping and outlet; and the
+    bench runs it over the shard labels ours plans at the same size."""
+    from bench.run import FLOOR_DAG_ID, FLOOR_DAGS, floor_shards
+    from devtools.airflow_run import parse_only_env
+    from include.offer_sync.constants import DAG_ID
+
+    proc = subprocess.run(
+        [sys.executable, "-c", SHAPE_PROBE, str(REPO_ROOT / "dags"), str(FLOOR_DAGS)],
+        env=parse_only_env(tmp_path / "home"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT")), None)
+    assert line, proc.stdout[-3000:] + proc.stderr[-3000:]
+    dags = json.loads(line[len("RESULT") :])
+    assert dags[FLOOR_DAG_ID]["errors"] == []
+    assert dags[FLOOR_DAG_ID]["tasks"] == dags[DAG_ID]["tasks"]
+
+    # 1M: four campaign shards of 250 pages and one advertiser shard, labelled as ours labels them.
+    assert floor_shards(1_000_000, 20_000) == {
+        "advertiser_shards": ["advertisers: pages 1-20+ of 20"],
+        "campaign_shards": [f"campaigns: pages {a}-{b} of 1000" for a, b in ((1, 250), (251, 500), (501, 750))]
+        + ["campaigns: pages 751-1000+ of 1000"],
+    }
+
+    out, markdown = tmp_path / "out", tmp_path / "BENCHMARKS.md"
+    run = subprocess.run(
+        [
+            *(sys.executable, "-m", "bench.run", "--sizes", "1k", "--systems", "airflow_floor", "--fresh"),
+            *("--out", str(out), "--markdown", str(markdown), "--chart", str(tmp_path / "chart.png")),
+        ],
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    floor = json.loads((out / "results.json").read_text())["sizes"]["1k"]["systems"]["airflow_floor"]
+    assert list(floor["runs"]) == ["first"]  # Airflow's own cost does not depend on the data
+    first = floor["runs"]["first"]
+    assert first["ok"], first.get("error")
+    assert first["api_requests"] == 0  # empty tasks: nothing reached the fake Trackier
+    names = sorted(t["task"] for t in first["tasks"])
+    assert names == sorted(
+        [
+            *("start_sync", "plan_advertisers", "plan_campaigns", "check_sweep", "merge_catalogue"),
+            *("publish_result", "emit_offers_event"),
+            *("extract_advertisers[advertisers: pages 1-1+ of 1]", "extract_campaigns[campaigns: pages 1-1+ of 1]"),
+        ]
+    )
+    assert all(t["state"] == "success" for t in first["tasks"])
+    assert "Airflow alone" in markdown.read_text()

@@ -54,6 +54,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -186,7 +187,8 @@ def pool_size(requested: int | str, expected_records: int | None, min_records: i
     return workers
 
 
-#: ``busy_elsewhere`` samples the run queue this often, this many times (0.1 s in all, once per shard).
+#: ``busy_elsewhere`` samples the run queue this often, this many times (0.1 s in all, once per shard),
+#: and takes the median.
 RUN_QUEUE_SAMPLES, RUN_QUEUE_INTERVAL_S = 20, 0.005
 #: With ``auto``, no workers from half a core busy elsewhere: under ``airflow dags test`` at 1M the
 #: extract tasks found 0.00-0.25 (the fake server and PostgreSQL between two statements), a sibling
@@ -198,28 +200,37 @@ PROC_STAT = Path("/proc/stat")
 def busy_elsewhere(samples: int = RUN_QUEUE_SAMPLES, interval_s: float = RUN_QUEUE_INTERVAL_S) -> float:
     """How many cores other work keeps busy right now: the kernel's runnable tasks, this one excluded.
 
-    ``procs_running`` of ``/proc/stat`` (runnable threads, machine-wide), averaged over 0.1 s. Why:
-    workers only pay when their cores would otherwise be idle. Where mapped extract tasks already run
-    side by side (LocalExecutor, a Celery worker with several slots), each of them plus its workers
-    only takes turns on the same cores: at 1M on 2 cores the no-change resync took 35.1 s with
-    workers against 28.1 s without (BENCHMARKS.md, "Issue 14, eleventh round"). Under ``airflow dags
-    test``, or a worker slot with the machine to itself, the queue holds the task alone (measured
-    there: 0.0-0.3 besides it). Machine-wide on purpose: other containers' work takes the same cores
-    (a container with its own view of ``/proc`` counts only its own). Unreadable (not Linux): 0.
+    ``procs_running`` of ``/proc/stat`` (runnable threads, machine-wide), sampled over 0.1 s; the
+    median of the samples, so that what runs for a moment (in less than half of the samples) does
+    not cost a whole shard its workers, while what keeps a core busy (a sibling extract task) is in
+    most samples and counts. The mean it replaces once read 1.20 as the first 1M campaign shard of an
+    ``airflow dags test`` started, with every other shard of the run at 0.05-0.15 (what ran then was
+    not caught; a rerun listing the runnable threads at each shard start found this task alone):
+    that shard went without workers, 9.0 s against 6.2-6.6 s for the other three (BENCHMARKS.md,
+    "Issue 14, twelfth round").
+
+    Why at all: workers only pay when their cores would otherwise be idle. Where mapped extract tasks
+    already run side by side (LocalExecutor, a Celery worker with several slots), each of them plus
+    its workers only takes turns on the same cores: at 1M on 2 cores the no-change resync took 35.1 s
+    with workers against 28.1 s without (BENCHMARKS.md, "Issue 14, eleventh round"). Under ``airflow
+    dags test``, or a worker slot with the machine to itself, the queue holds the task alone
+    (measured there: 0.0-0.3 besides it). Machine-wide on purpose: other containers' work takes the
+    same cores (a container with its own view of ``/proc`` counts only its own). Unreadable (not
+    Linux): 0.
     """
-    total = 0
+    counts: list[int] = []
     for i in range(samples):
         try:
             with PROC_STAT.open("rb") as stat:
                 for line in stat:
                     if line.startswith(b"procs_running "):
-                        total += int(line.split()[1]) - 1  # this task, reading
+                        counts.append(max(0, int(line.split()[1]) - 1))  # this task, reading
                         break
         except (OSError, ValueError):
             return 0.0
         if i + 1 < samples:
             time.sleep(interval_s)
-    return max(0.0, total / samples)
+    return float(statistics.median(counts)) if counts else 0.0
 
 
 @dataclass(frozen=True, slots=True)

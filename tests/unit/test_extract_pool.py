@@ -8,6 +8,7 @@ The cgroup trees here are files in a temporary directory laid out as the kernel 
 
 from __future__ import annotations
 
+import io
 import multiprocessing
 import os
 import time
@@ -130,6 +131,32 @@ def test_busy_elsewhere_counts_processes_that_keep_cores_busy() -> None:
         for spinner in spinners:
             spinner.kill()
             spinner.join()
+
+
+class _RunQueueSequence:
+    """A ``/proc/stat`` whose ``procs_running`` is the next value of ``running`` at each read."""
+
+    def __init__(self, running: list[int]) -> None:
+        self.values = iter(running)
+
+    def open(self, mode: str) -> io.BytesIO:
+        return io.BytesIO(f"cpu  1 2 3 4\nprocs_running {next(self.values)}\nprocs_blocked 0\n".encode())
+
+
+def test_a_moment_of_other_work_as_the_shard_starts_does_not_cost_it_its_workers(monkeypatch) -> None:
+    """The median of the samples: a burst in a few of them is ignored (the mean read 1.20 once at a 1M
+    shard's start and left it without workers), work that holds a core through most of them counts."""
+    monkeypatch.setattr(extract_pool, "usable_cores", lambda: 2)
+    burst = [1] * 12 + [5] * 8  # this task alone, except four other threads in 8 of 20 samples
+    monkeypatch.setattr(extract_pool, "PROC_STAT", _RunQueueSequence(burst))
+    assert busy_elsewhere(samples=20, interval_s=0) == 0.0
+    monkeypatch.setattr(extract_pool, "PROC_STAT", _RunQueueSequence(burst))
+    assert pool_size("auto", 250_000, 20_000, "UTF8") == 2
+    sibling = [2] * 14 + [1] * 6  # a sibling extract task, off the core while it waits on a page
+    monkeypatch.setattr(extract_pool, "PROC_STAT", _RunQueueSequence(sibling))
+    assert busy_elsewhere(samples=20, interval_s=0) == 1.0
+    monkeypatch.setattr(extract_pool, "PROC_STAT", _RunQueueSequence(sibling))
+    assert pool_size("auto", 250_000, 20_000, "UTF8") == 0
 
 
 def test_busy_elsewhere_without_a_run_queue_to_read_is_zero(tmp_path, monkeypatch) -> None:

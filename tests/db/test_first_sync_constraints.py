@@ -1,8 +1,9 @@
 """Issue 14: the first sync builds offers' constraints once, after its insert, and leaves them as declared.
 
-``merge_offers_first_defer.sql`` drops the unique constraint, the brand index and the foreign key
-(and offer_audit's two secondary indexes, when the trail is empty too) before filling the empty
-table and ``merge_offers_first_restore.sql`` builds them back in the same transaction. What must
+``merge_offers_first_defer.sql`` drops the primary key, the unique constraint, the brand index and
+the foreign key (and offer_audit's primary key and two secondary indexes, when the trail is empty
+too) before filling the empty table and ``merge_offers_first_restore.sql`` builds them back in the
+same transaction. What must
 hold: afterwards both tables have exactly the constraints and indexes ``schema.sql`` declares, and
 they work; a kept audit trail keeps its indexes; a role that may not alter the tables syncs with
 them in place.
@@ -39,6 +40,11 @@ AUDIT_INDEXES = """
     SELECT indexrelid::regclass::text, indexrelid::bigint FROM pg_index
     WHERE indrelid = 'offer_audit'::regclass AND NOT indisprimary ORDER BY 1
 """
+#: Both tables' primary-key indexes, by name, with their relation's oid.
+PRIMARY_KEYS = """
+    SELECT indexrelid::regclass::text, indexrelid::bigint FROM pg_index
+    WHERE indrelid IN ('offers'::regclass, 'offer_audit'::regclass) AND indisprimary ORDER BY 1
+"""
 
 
 def test_the_first_sync_leaves_offers_with_the_constraints_schema_sql_declares(fake_trackier, offers_db, sql) -> None:
@@ -48,6 +54,8 @@ def test_the_first_sync_leaves_offers_with_the_constraints_schema_sql_declares(f
     assert ("constraint", "offers_brand_id_fkey", "FOREIGN KEY (brand_id) REFERENCES brands(id)") in declared
     audit_indexes = sql(AUDIT_INDEXES)
     assert [name for name, _ in audit_indexes] == ["offer_audit_offer_idx", "offer_audit_run_action_idx"]
+    primary_keys = sql(PRIMARY_KEYS)
+    assert [name for name, _ in primary_keys] == ["offer_audit_pkey", "offers_pkey"]
     api = trackier_settings(fake_trackier(Catalogue(4, 120, seed=5)), page_size=40)
     result = run_sync(offers_db, api, "run-1")
     assert result["added"] == 120
@@ -56,6 +64,9 @@ def test_the_first_sync_leaves_offers_with_the_constraints_schema_sql_declares(f
     rebuilt = sql(AUDIT_INDEXES)
     assert [n for n, _ in rebuilt] == [n for n, _ in audit_indexes]
     assert not {oid for _, oid in rebuilt} & {oid for _, oid in audit_indexes}, "built after the insert"
+    rebuilt_keys = sql(PRIMARY_KEYS)
+    assert [n for n, _ in rebuilt_keys] == [n for n, _ in primary_keys]
+    assert not {oid for _, oid in rebuilt_keys} & {oid for _, oid in primary_keys}, "keys built after the insert"
     # The audit trail reads through them as before: the run's inserts, by offer and by run.
     assert sql("SELECT count(*) FROM offer_audit WHERE run_id = 'run-1' AND action = 'inserted'") == [(120,)]
     # ... and they hold: an unknown brand and a second row for an id are refused.
@@ -69,6 +80,9 @@ def test_the_first_sync_leaves_offers_with_the_constraints_schema_sql_declares(f
             "INSERT INTO offers (trackier_id, brand_id, title, currency, content_hash) "
             "SELECT trackier_id, brand_id, title, currency, content_hash FROM offers LIMIT 1"
         )
+    for table in ("offers", "offer_audit"):  # the rebuilt primary keys hold too
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            sql(f"INSERT INTO {table} OVERRIDING SYSTEM VALUE SELECT * FROM {table} ORDER BY id LIMIT 1")
     # The next sync takes the general path on the same constraints.
     assert run_sync(offers_db, api, "run-2")["unchanged"] == 120
     assert sql(DEFINITIONS) == declared

@@ -8,6 +8,12 @@ DO $restore$
 DECLARE
     deferred text[] := string_to_array(current_setting('trackier_offer_sync.deferred', true), ',');
 BEGIN
+    IF 'offers_pkey' = ANY (deferred) THEN
+        ALTER TABLE offers ADD CONSTRAINT offers_pkey PRIMARY KEY (id);
+    END IF;
+    IF 'offer_audit_pkey' = ANY (deferred) THEN
+        ALTER TABLE offer_audit ADD CONSTRAINT offer_audit_pkey PRIMARY KEY (id);
+    END IF;
     IF 'offers_trackier_id_key' = ANY (deferred) THEN
         ALTER TABLE offers ADD CONSTRAINT offers_trackier_id_key UNIQUE (trackier_id);
     END IF;

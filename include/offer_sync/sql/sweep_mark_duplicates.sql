@@ -8,7 +8,10 @@
 -- mark the others 'duplicate'. They are counted, not rejected: the record itself is fine.
 -- Both entities in one statement. All CTEs share one snapshot, so the ranking excludes the
 -- superseded rows explicitly; in the usual case (one try per shard) `stale` is empty and the
--- DELETEs do not even scan staging (a one-time filter).
+-- DELETEs do not even scan staging (a one-time filter). Likewise the duplicated ids are found
+-- first (`*_dups`, one aggregate over staging) and, in the usual case where there are none, the
+-- UPDATE's join is not run at all: it used to hash every staged row first. A staged 1M sweep,
+-- twice each, rolled back: 1.72 s -> 1.44 s.
 WITH newest AS (
     SELECT entity, shard, max(try_number) AS try_number, count(DISTINCT try_number) > 1 AS overlapped
     FROM {tries}
@@ -50,6 +53,9 @@ cmp_current AS NOT MATERIALIZED (
       AND NOT EXISTS (SELECT 1 FROM stale AS n
                       WHERE n.entity = 'campaigns' AND n.shard = x.shard AND n.try_number <> x.try_number)
 ),
+adv_dups AS MATERIALIZED (
+    SELECT trackier_id FROM adv_current GROUP BY trackier_id HAVING count(*) > 1
+),
 adv AS (
     UPDATE {advertisers} AS s
     SET status = 'duplicate'
@@ -58,12 +64,16 @@ adv AS (
                row_number() OVER (PARTITION BY trackier_id
                                   ORDER BY source_modified DESC NULLS LAST, seq DESC) AS rn
         FROM adv_current
-        WHERE trackier_id IN (SELECT trackier_id FROM adv_current GROUP BY trackier_id HAVING count(*) > 1)
+        WHERE trackier_id IN (SELECT trackier_id FROM adv_dups)
     ) AS d
-    WHERE s.seq = d.seq
+    WHERE EXISTS (SELECT 1 FROM adv_dups)
+      AND s.seq = d.seq
       AND s.try_number = d.try_number
       AND d.rn > 1
     RETURNING 1
+),
+cmp_dups AS MATERIALIZED (
+    SELECT trackier_id FROM cmp_current GROUP BY trackier_id HAVING count(*) > 1
 ),
 cmp AS (
     UPDATE {campaigns} AS s
@@ -73,9 +83,10 @@ cmp AS (
                row_number() OVER (PARTITION BY trackier_id
                                   ORDER BY source_modified DESC NULLS LAST, seq DESC) AS rn
         FROM cmp_current
-        WHERE trackier_id IN (SELECT trackier_id FROM cmp_current GROUP BY trackier_id HAVING count(*) > 1)
+        WHERE trackier_id IN (SELECT trackier_id FROM cmp_dups)
     ) AS d
-    WHERE s.seq = d.seq
+    WHERE EXISTS (SELECT 1 FROM cmp_dups)
+      AND s.seq = d.seq
       AND s.try_number = d.try_number
       AND d.rn > 1
     RETURNING 1

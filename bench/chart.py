@@ -61,34 +61,25 @@ def main(results_file: str, out_file: str) -> int:
             )
         mem = [(p[0], p[2]) for p in points if p[2] is not None]
         ax_mem.plot([m[0] for m in mem], [m[1] for m in mem], marker=marker, linestyle=line, color=color, label=label)
-    floor = [
-        (e["offers"], e["systems"]["fetch_only"]["runs"]["first"]["wall_s"])
-        for e in sizes
-        if e["systems"].get("fetch_only", {}).get("runs", {}).get("first", {}).get("ok")
-    ]
-    if floor:
-        ax_time.plot(
-            [f[0] for f in floor],
-            [f[1] for f in floor],
-            marker=".",
-            linestyle=":",
-            color="grey",
-            label="fetch only, no database (the floor)",
-        )
-    airflow = [
-        (e["offers"], e["systems"]["airflow_floor"]["runs"]["first"]["wall_s"])
-        for e in sizes
-        if e["systems"].get("airflow_floor", {}).get("runs", {}).get("first", {}).get("ok")
-    ]
-    if airflow:
-        ax_time.plot(
-            [a[0] for a in airflow],
-            [a[1] for a in airflow],
-            marker="x",
-            linestyle="--",
-            color="grey",
-            label="Airflow alone: our DAG's tasks, empty (airflow dags test)",
-        )
+    # Reference lines, first sync only (neither depends on what a database holds).
+    for key, marker, linestyle, label in (
+        ("fetch_only", ".", ":", "fetch only, no database (the floor)"),
+        ("airflow_floor", "x", "--", "Airflow alone: our DAG's tasks, empty (airflow dags test)"),
+    ):
+        reference = [
+            (e["offers"], e["systems"][key]["runs"]["first"]["wall_s"])
+            for e in sizes
+            if e["systems"].get(key, {}).get("runs", {}).get("first", {}).get("ok")
+        ]
+        if reference:
+            ax_time.plot(
+                [p[0] for p in reference],
+                [p[1] for p in reference],
+                marker=marker,
+                linestyle=linestyle,
+                color="grey",
+                label=label,
+            )
     plain = FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}")
     for ax, title, unit in (
         (ax_time, "Wall time per sync", "seconds"),

@@ -44,7 +44,7 @@ import psycopg
 from bench.cluster import Database, start_database
 from bench.procs import FakeServer, MemorySampler, is_airflow_dags_test, sampling
 from bench.report import SYSTEM_ORDER
-from devtools.airflow_run import REPO_ROOT, airflow_env, prepare_home, run_dag_test
+from devtools.airflow_run import REPO_ROOT, DagTestRun, airflow_env, prepare_home, run_dag_test
 from devtools.fake_trackier import Catalogue
 from include.offer_sync.constants import DAG_ID, DEFAULT_MAX_SHARDS, DEFAULT_PAGES_PER_SHARD
 from include.offer_sync.trackier.pagination import Probe
@@ -217,22 +217,8 @@ def ours_conn(ctx: Context) -> dict[str, Any]:
 def run_ours(ctx: Context, scenario: str, url: str) -> dict[str, Any]:
     """One ``airflow dags test`` through ``airflow_run`` (the demo's path), plus what it recorded."""
     env = airflow_env(ctx.airflow_home, trackier_conn=ours_conn(ctx), offers_db_url=url)
-    with sampling(is_airflow_dags_test) as sampler:
-        # A task that fails waits for its retries (30 s and up) inside `dags test`: bound the wait.
-        run = run_dag_test(env, None, timeout=600 + ctx.offers * 0.003)
-    (ctx.logs / f"{ctx.size}-ours-{scenario}.log").write_text(run.output, encoding="utf-8")
-    out: dict[str, Any] = {
-        "wall_s": run.wall_s,
-        "ok": run.succeeded,
-        "peak_rss_mb": sampler.peak_mb,
-        # With validation workers the tree's RSS counts the pages they share with the task process
-        # once per process; PSS counts them once, and the root's VmHWM is the task process alone.
-        "peak_pss_mb": sampler.peak_pss_mb,
-        "root_hwm_mb": sampler.root_hwm_mb,
-        "process_cpu_s": sampler.root_cpu_s,
-    }
-    if not run.succeeded:
-        out["error"] = "airflow dags test failed; tail: " + run.output[-1500:]
+    # A task that fails waits for its retries (30 s and up) inside `dags test`: bound the wait.
+    run, sampler, out = dag_test(ctx, OURS, scenario, env, None, timeout=600 + ctx.offers * 0.003)
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute("SELECT result FROM sync_runs ORDER BY started_at DESC LIMIT 1").fetchone()
     result = row[0] if row else None
@@ -249,21 +235,65 @@ def run_ours(ctx: Context, scenario: str, url: str) -> dict[str, Any]:
         inner = {t["task"]: t for t in metrics.get("tasks") or []}
     else:
         inner = {}
-    out["tasks"] = airflow_tasks(ctx.airflow_home, sampler, inner)
+    add_task_times(out, run, sampler, ctx.airflow_home, inner, DAG_ID)
+    return out
+
+
+def dag_test(
+    ctx: Context,
+    system: System,
+    scenario: str,
+    env: dict[str, str],
+    conf: dict[str, Any] | None,
+    *,
+    timeout: float,
+    dag_id: str = DAG_ID,
+) -> tuple[DagTestRun, MemorySampler, dict[str, Any]]:
+    """One sampled ``airflow dags test`` (ours, or the Airflow floor): its log kept, its wall time,
+    memory and CPU as ``measure`` reads them."""
+    with sampling(is_airflow_dags_test) as sampler:
+        run = run_dag_test(env, conf, timeout=timeout, dag_id=dag_id)
+    (ctx.logs / f"{ctx.size}-{system.key}-{scenario}.log").write_text(run.output, encoding="utf-8")
+    out: dict[str, Any] = {
+        "wall_s": run.wall_s,
+        "ok": run.succeeded,
+        "peak_rss_mb": sampler.peak_mb,
+        # With validation workers the tree's RSS counts the pages they share with the task process
+        # once per process; PSS counts them once, and the root's VmHWM is the task process alone.
+        "peak_pss_mb": sampler.peak_pss_mb,
+        "root_hwm_mb": sampler.root_hwm_mb,
+        "process_cpu_s": sampler.root_cpu_s,
+    }
+    if not run.succeeded:
+        out["error"] = f"airflow dags test {dag_id} failed; tail: " + run.output[-1500:]
+    return run, sampler, out
+
+
+def add_task_times(
+    out: dict[str, Any],
+    run: DagTestRun,
+    sampler: MemorySampler,
+    home: Path,
+    inner: dict[str, dict[str, Any]],
+    dag_id: str,
+) -> None:
+    """The run's task instances (``airflow_tasks``), and its time inside and outside them, into ``out``."""
+    out["tasks"] = airflow_tasks(home, sampler, inner, dag_id)
     if out["tasks"]:
         in_tasks = sum(t["airflow_s"] or 0 for t in out["tasks"])
         out["airflow_tasks_s"] = round(in_tasks, 3)
         out["outside_tasks_s"] = round(run.wall_s - in_tasks, 3)
-    return out
 
 
 def floor_shards(offers: int, advertisers: int) -> dict[str, list[str]]:
     """The shard labels ours plans for this catalogue (numbered pages with a total, default settings)."""
     labels: dict[str, list[str]] = {}
-    for entity, total in (("advertiser_shards", advertisers), ("campaign_shards", offers)):
+    for key, entity, total in (
+        ("advertiser_shards", "advertisers", advertisers),
+        ("campaign_shards", "campaigns", offers),
+    ):
         probe = Probe(style="page", total=total, total_pages=-(-total // PAGE_SIZE), page_size=PAGE_SIZE)
-        name = "advertisers" if entity == "advertiser_shards" else "campaigns"
-        labels[entity] = [s["label"] for s in plan_shards(name, probe, DEFAULT_PAGES_PER_SHARD, DEFAULT_MAX_SHARDS)]
+        labels[key] = [s["label"] for s in plan_shards(entity, probe, DEFAULT_PAGES_PER_SHARD, DEFAULT_MAX_SHARDS)]
     return labels
 
 
@@ -278,25 +308,9 @@ def run_floor(ctx: Context, scenario: str) -> dict[str, Any]:
     )
     prepare_home(home, env)  # outside the measured time, as for ours (bench_size)
     conf = floor_shards(ctx.offers, ctx.advertisers)
-    with sampling(is_airflow_dags_test) as sampler:
-        run = run_dag_test(env, conf, timeout=300, dag_id=FLOOR_DAG_ID)
-    (ctx.logs / f"{ctx.size}-airflow_floor-{scenario}.log").write_text(run.output, encoding="utf-8")
-    out: dict[str, Any] = {
-        "wall_s": run.wall_s,
-        "ok": run.succeeded,
-        "peak_rss_mb": sampler.peak_mb,
-        "peak_pss_mb": sampler.peak_pss_mb,
-        "root_hwm_mb": sampler.root_hwm_mb,
-        "process_cpu_s": sampler.root_cpu_s,
-        "shards": {"advertisers": len(conf["advertiser_shards"]), "campaigns": len(conf["campaign_shards"])},
-    }
-    if not run.succeeded:
-        out["error"] = "airflow dags test (the floor) failed; tail: " + run.output[-1500:]
-    out["tasks"] = airflow_tasks(home, sampler, {}, dag_id=FLOOR_DAG_ID)
-    if out["tasks"]:
-        in_tasks = sum(t["airflow_s"] or 0 for t in out["tasks"])
-        out["airflow_tasks_s"] = round(in_tasks, 3)
-        out["outside_tasks_s"] = round(run.wall_s - in_tasks, 3)
+    run, sampler, out = dag_test(ctx, AIRFLOW_FLOOR, scenario, env, conf, timeout=300, dag_id=FLOOR_DAG_ID)
+    out["shards"] = {"advertisers": len(conf["advertiser_shards"]), "campaigns": len(conf["campaign_shards"])}
+    add_task_times(out, run, sampler, home, {}, FLOOR_DAG_ID)
     return out
 
 

@@ -6,7 +6,10 @@ catalogue: a first sync into an empty database, a no-change resync, and a resync
 payouts changed. It measures wall time, peak memory (sampled from ``/proc``), SQL statements
 (counted by PostgreSQL), API requests (counted by the fake server), rows/s, the fake server's and
 the database's CPU share, and checks that each system ends with the catalogue's row counts and
-payout sum. Ours runs exactly as the demo does: ``airflow dags test trackier_offer_sync``.
+payout sum. Ours runs exactly as the demo does: ``airflow dags test trackier_offer_sync``. Beside
+the peers, two reference rows run once per size: "fetch only" (every page read, nothing written) and
+"Airflow alone" (``bench/airflow_floor``: our DAG's tasks with empty bodies, through the same
+``airflow dags test``), what ours costs before its own code does any work.
 
 Writes ``bench/out/results.json`` (merged with sizes measured earlier), ``BENCHMARKS.md`` and the
 chart ``docs/benchmark.png``. The peers and matplotlib live in ``bench/.venv-peers``, created here

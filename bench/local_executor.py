@@ -10,7 +10,11 @@ PostgreSQL given by ``--pg-admin-url``).
     python -m bench.local_executor --sizes 100k,1m
 
 Wall time per run is the DAG run's ``end_date - start_date`` from Airflow's REST API; the first
-sync is the catch-up run the scheduler starts when the DAG is unpaused.
+sync is the catch-up run the scheduler starts when the DAG is unpaused, on an api-server that has
+already built its execution API (``running_airflow`` asks for it first and the result records how
+long that took: a deployed api-server does it once in its life, not once per sync). Each run also
+records its task instances' queued/started/ended offsets and durations (``tasks``), so the row shows
+where its time goes: in the task processes, or between them (the scheduler and the executor).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import Any
 
 from bench.cluster import start_database
 from bench.run import API_KEY, CHANGE_FRACTION, PAGE_SIZE, SIZES, FakeServer
-from devtools.airflow_run import REPO_ROOT, trackier_conn_for
+from devtools.airflow_run import DAG_ID, REPO_ROOT, trackier_conn_for
 
 OUT = REPO_ROOT / "bench" / "out" / "local_executor.json"
 
@@ -53,6 +57,7 @@ def bench_size(
             conn = trackier_conn_for(fake.url, API_KEY, page_size=PAGE_SIZE, requests_per_second=0, **(extra or {}))
             with running_airflow(trackier_conn=conn, offers_db_url=url, pg_admin_url=pg_admin_url) as af:
                 af.wait_for_dag()
+                out["execution_api_warmup_s"] = af.execution_api_warmup_s
                 fake.prerender()  # before each sync, outside its time (bench.procs.FakeServer.prerender)
                 af.unpause()  # the scheduler starts the catch-up run: the first sync
                 deadline = time.monotonic() + 1800
@@ -81,9 +86,41 @@ def _record(af: Any, run_id: str) -> dict[str, Any]:
         "peak_task_rss_mb": metrics.get("peak_task_rss_mb"),
         "db_statements": metrics.get("db_statements"),
         "shards_with_workers": metrics.get("shards_with_workers"),
+        "tasks": _task_times(af, run_id),
     }
-    print(f"  {run_id}: {record}", flush=True)
+    print(f"  {run_id}: { {k: v for k, v in record.items() if k != 'tasks'} }", flush=True)
+    for task in record["tasks"]:
+        print(f"    {task}", flush=True)
     return record
+
+
+def _task_times(af: Any, run_id: str) -> list[dict[str, Any]]:
+    """Each task instance of the run, in start order: seconds from the run's start until it was
+    queued, until it started, its own duration (what runs in the task process) and its end, from
+    Airflow's metadata. The gaps between one task's end and the next one's start are the
+    scheduler's and the executor's share of the wall time."""
+    rows = af.metadata(
+        "SELECT ti.task_id, ti.rendered_map_index, "
+        "EXTRACT(EPOCH FROM ti.queued_dttm - dr.start_date), EXTRACT(EPOCH FROM ti.start_date - dr.start_date), "
+        "ti.duration, EXTRACT(EPOCH FROM ti.end_date - dr.start_date) "
+        "FROM task_instance ti JOIN dag_run dr ON dr.dag_id = ti.dag_id AND dr.run_id = ti.run_id "
+        "WHERE ti.dag_id = %s AND ti.run_id = %s ORDER BY ti.start_date, ti.map_index",
+        (DAG_ID, run_id),
+    )
+    return [
+        {
+            "task": f"{task}[{label}]" if label else task,
+            "queued_s": _round(queued),
+            "started_s": _round(started),
+            "duration_s": _round(duration),
+            "ended_s": _round(ended),
+        }
+        for task, label, queued, started, duration, ended in rows
+    ]
+
+
+def _round(value: Any) -> float | None:
+    return None if value is None else round(float(value), 2)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,10 @@ the Offer Sync page) need the real components, so this module starts them:
   ``viewer``: each password is random, see ``AirflowServer.passwords``);
 - connections ONLY from ``AIRFLOW_CONN_*`` variables (never the metadata database);
 - every process in its own process group, killed as a group on exit (the scheduler forks
-  executor workers and task supervisors that a plain ``terminate()`` would orphan).
+  executor workers and task supervisors that a plain ``terminate()`` would orphan);
+- an api-server that has built its execution API before ``running_airflow`` yields: Airflow builds
+  it on the first request under ``/execution/`` (6.8 s on two slow cores), which the first task of
+  the first run would otherwise pay (``_warm_execution_api``).
 
 Use it as a context manager::
 

@@ -1,15 +1,12 @@
-"""The benchmark's LocalExecutor row (``bench/local_executor.py``) at the smallest size: a real
-api-server, scheduler and dag-processor, three syncs, and where each run's time went."""
+"""What the benchmark's LocalExecutor row (``bench/local_executor.py``) reads off a real Airflow:
+the session's api-server, scheduler and dag-processor (``airflow_server``), one sync of its own."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
+from datetime import datetime
 
-from devtools.airflow_run import REPO_ROOT
+from bench.local_executor import _task_times
+from devtools.airflow_server import DAG_ID, LiveAirflow
 
 DAG_TASKS = {
     "start_sync",
@@ -24,35 +21,34 @@ DAG_TASKS = {
 }
 
 
-def test_local_executor_row_times_every_task_of_each_sync_on_a_warmed_api_server(tmp_path: Path) -> None:
-    out = tmp_path / "local_executor.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.local_executor", "--sizes", "tiny", "--out", str(out)],
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    result = json.loads(out.read_text())["tiny"]
+def test_the_api_server_built_its_execution_api_before_any_run(airflow_server: LiveAirflow) -> None:
+    # running_airflow asked for it before yielding (a task's first request would otherwise pay it).
+    assert isinstance(airflow_server.execution_api_warmup_s, float)
+    assert airflow_server.execution_api_warmup_s > 0
 
-    # The api-server built its execution API before the first sync was started, not during it.
-    assert isinstance(result["execution_api_warmup_s"], float)
-    assert result["execution_api_warmup_s"] > 0
 
-    runs = result["runs"]
-    assert (runs["first"]["state"], runs["first"]["added"]) == ("success", 200)
-    assert (runs["nochange"]["state"], runs["nochange"]["unchanged"]) == ("success", 200)
-    assert runs["changed10"]["state"] == "success"
-    assert runs["changed10"]["updated"] > 0
-    for scenario, run in runs.items():
-        tasks = run["tasks"]
-        assert {t["task"].split("[", 1)[0] for t in tasks} == DAG_TASKS, scenario
-        # Mapped tasks carry their shard's label, as the grid shows it.
-        assert any(t["task"].startswith("extract_campaigns[campaigns: pages 1-") for t in tasks), scenario
-        for t in tasks:
-            assert 0 <= t["queued_s"] <= t["started_s"] <= t["ended_s"] <= run["wall_s"] + 0.01, (scenario, t)
-            assert t["duration_s"] >= 0, (scenario, t)
-        # In start order: the first task is the one every other waits for.
-        assert tasks[0]["task"] == "start_sync", scenario
-        assert [t["started_s"] for t in tasks] == sorted(t["started_s"] for t in tasks), scenario
+def test_task_times_list_every_task_instance_of_a_run_in_start_order(airflow_server: LiveAirflow) -> None:
+    airflow_server.unpause_and_settle()
+    run_id = airflow_server.trigger()
+    run = airflow_server.wait_for_run(run_id, timeout=300)
+    assert run["state"] == "success", airflow_server.log_tail("scheduler")
+    wall_s = (_epoch(run["end_date"]) - _epoch(run["start_date"])) + 0.01
+
+    tasks = _task_times(airflow_server, run_id)
+
+    assert {t["task"].split("[", 1)[0] for t in tasks} == DAG_TASKS
+    # Mapped tasks carry their shard's label, as the grid shows it.
+    assert any(t["task"].startswith("extract_campaigns[campaigns: ") for t in tasks)
+    for t in tasks:
+        assert 0 <= t["queued_s"] <= t["started_s"] <= t["ended_s"] <= wall_s, t
+        assert t["duration_s"] >= 0, t
+    # In start order: the first task is the one every other waits for.
+    assert tasks[0]["task"] == "start_sync"
+    assert [t["started_s"] for t in tasks] == sorted(t["started_s"] for t in tasks)
+    # Another run's task instances are not mixed in.
+    rows = airflow_server.metadata("SELECT 1 FROM task_instance WHERE dag_id = %s AND run_id = %s", (DAG_ID, run_id))
+    assert len(tasks) == len(rows)
+
+
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
